@@ -1,0 +1,272 @@
+"""The streaming engine: PCM chunks in, frames at 30 or 60 fps out.
+
+Pipeline (one way): samples -> ``StreamResampler`` (to the model rate) -> ``FeatureStream`` ->
+``ModelRunner`` (explicit state) -> output delay (lookahead) -> resampling of the model's frame
+rate to the output fps -> post-processors -> ``FrameBatch``.
+
+Every stage is exact under any chunking, so ``bake`` of a file equals the concatenation of the
+frames a ``Session`` streams for the same audio cut into any pieces. Memory stays bounded: each
+stage keeps only the history it needs.
+
+Time: output frame ``k`` shows the face at audio time ``k / fps`` (seconds since the first
+sample). A stream of ``n`` samples at rate ``r`` yields ``ceil(n * fps / r)`` frames.
+"""
+from __future__ import annotations
+
+import math
+import os
+from fractions import Fraction
+from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from facecast.schema import ARKIT52, CHANNELS, DEFAULT_FPS, SUPPORTED_FPS, FrameBatch
+
+from .audio import StreamResampler, check_rate, iter_audio_blocks, to_mono_float
+from .errors import SessionError
+from .features import FeatureStream
+from .model import DEFAULT_MODEL, ModelRunner
+
+#: largest chunk a single push accepts (samples): 10 minutes at 48 kHz
+MAX_CHUNK_SAMPLES = 48_000 * 600
+
+Progress = Callable[[float, "float | None"], None]
+
+
+class PostProcessor(Protocol):
+    """A streaming post-processing stage (expressive layer, smoothing, retiming...).
+
+    ``process`` receives consecutive batches at the output fps and returns a batch of the same
+    frames (it may change values, never the count or the indices). Stages keep their own state
+    and must be deterministic for a given session seed.
+    """
+
+    def process(self, batch: FrameBatch) -> FrameBatch: ...
+
+
+class RangeGuard:
+    """Last stage: replaces non-finite values by the rest value (0) and clamps blendshapes to
+    0..1. Counts what it had to fix in ``fixed_nonfinite`` / ``clamped``."""
+
+    def __init__(self) -> None:
+        self.fixed_nonfinite = 0
+        self.clamped = 0
+        self._nb = len(ARKIT52)
+
+    def process(self, batch: FrameBatch) -> FrameBatch:
+        v = batch.values
+        bad = ~np.isfinite(v)
+        if bad.any():
+            self.fixed_nonfinite += int(bad.sum())
+            v[bad] = 0.0
+        bs = v[:, : self._nb]
+        out = (bs < 0.0) | (bs > 1.0)
+        if out.any():
+            self.clamped += int(out.sum())
+            np.clip(bs, 0.0, 1.0, out=bs)
+        return batch
+
+
+class Session:
+    """One audio stream turned into frames.
+
+    ``push(samples)`` takes PCM chunks of any length (1-D mono or 2-D (n, channels), int or float,
+    at ``sample_rate``) and returns the frames the audio so far determines; ``flush()`` returns
+    the rest, after which the session is finished.
+    """
+
+    def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAULT_FPS,
+                 sample_rate: int | None = None, subject: str = "",
+                 options: Mapping[str, object] | None = None,
+                 postprocessors: Sequence[PostProcessor] = (),
+                 runner: ModelRunner | None = None) -> None:
+        if fps not in SUPPORTED_FPS:
+            raise SessionError(f"fps must be one of {SUPPORTED_FPS}, got {fps!r}")
+        if options:
+            raise SessionError(f"unknown session option {sorted(options)[0]!r} "
+                               "(no options are defined by this runtime version)")
+        self.runner = runner if runner is not None else ModelRunner(model)
+        self.info = self.runner.info
+        self.fps = int(fps)
+        self.subject = subject
+        self.sample_rate = check_rate(sample_rate if sample_rate is not None
+                                      else self.info.sample_rate, "session sample rate")
+        self.resampler = StreamResampler(self.sample_rate, self.info.sample_rate)
+        self.features = FeatureStream(self.info.feature)
+        self.post = list(postprocessors)
+        self.guard = RangeGuard()
+        idx = [CHANNELS.index(c) for c in self.info.channels]  # by name, from the schema
+        self._out_idx = np.asarray(idx, np.int64)
+        # model frame n (after the output delay) describes time (n + 0.5) * hop / rate
+        self._model_step = 0          # model frames computed
+        # delayed model outputs d[base], d[base+1], ... (rows), bounded by what output needs
+        self._delayed = np.zeros((0, len(self._out_idx)), np.float32)
+        self._base = 0
+        self._n_in = 0                # input samples received
+        self._next_frame = 0          # next output frame index
+        self._finished = False
+        self._ratio = Fraction(self.info.sample_rate, self.info.hop)  # model frames per second
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def model_info(self) -> dict:
+        return self.info.as_dict()
+
+    @property
+    def latency_s(self) -> float:
+        """Algorithmic latency: model lookahead + one model hop (frame-rate conversion) + the
+        input resampler's delay. Output-frame quantisation adds up to 1/fps on top."""
+        lat = self.info.lookahead_ms / 1000.0 + self.info.hop / self.info.sample_rate
+        if not self.resampler.passthrough:
+            lat += self.resampler.delay_out / self.info.sample_rate
+        return lat
+
+    @property
+    def samples_received(self) -> int:
+        return self._n_in
+
+    @property
+    def frames_emitted(self) -> int:
+        return self._next_frame
+
+    # -- streaming --------------------------------------------------------------------------
+    def push(self, samples: object) -> FrameBatch:
+        if self._finished:
+            raise SessionError("session is finished (flush() was called); open a new one")
+        x = to_mono_float(samples)
+        if len(x) > MAX_CHUNK_SAMPLES:
+            raise SessionError(f"audio chunk of {len(x)} samples exceeds the limit of "
+                               f"{MAX_CHUNK_SAMPLES}; push it in pieces")
+        self._n_in += len(x)
+        self._advance(self.resampler.push(x))
+        limit = -(-self._n_in * self.fps // self.sample_rate)
+        return self._emit(limit, final=False)
+
+    def flush(self) -> FrameBatch:
+        if self._finished:
+            return FrameBatch.empty(self.fps, self._next_frame, self.subject)
+        self._finished = True
+        self._advance(self.resampler.flush())
+        total = -(-self._n_in * self.fps // self.sample_rate)
+        # drive the pipeline with silence until the last frame's neighbours exist
+        cfg = self.info.feature
+        need = self._needed_delayed(total - 1) + 1 if total > 0 else 0
+        while self._base + len(self._delayed) < need:
+            missing = need - (self._base + len(self._delayed))
+            pad = (missing + self.info.lookahead_frames + 1) * cfg.model_hop + cfg.win
+            self._advance(np.zeros(pad, np.float32))
+        return self._emit(total, final=True)
+
+    def _position(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For output frames k: (numerator, needed). Frame k sits at delayed-model position
+        p = num / den with den = 2*hop*fps; ``needed`` is the highest delayed model frame it
+        interpolates from (integer arithmetic, so it never depends on chunking)."""
+        sr, hop = self.info.sample_rate, self.info.hop
+        num = 2 * np.asarray(k, np.int64) * sr - hop * self.fps
+        den = 2 * hop * self.fps
+        needed = np.where(num > 0, num // den + 1, 0)
+        return num, needed
+
+    def _needed_delayed(self, k: int) -> int:
+        return int(self._position(np.array([k]))[1][0])
+
+    def _advance(self, x: np.ndarray) -> None:
+        feats = self.features.push(x)
+        if not len(feats):
+            return
+        out = self.runner.run(feats)
+        lead = self.info.lookahead_frames
+        start = self._model_step
+        self._model_step += len(out)
+        drop = max(0, lead - start)  # outputs before the delay describe negative times
+        if drop < len(out):
+            self._delayed = np.concatenate([self._delayed, out[drop:]])
+
+    def _emit(self, limit: int, final: bool) -> FrameBatch:
+        k0 = self._next_frame
+        if limit <= k0:
+            return FrameBatch.empty(self.fps, k0, self.subject)
+        have = self._base + len(self._delayed)
+        karr = np.arange(k0, limit, dtype=np.int64)
+        num, needed = self._position(karr)
+        if not final:
+            n = int(np.searchsorted(needed, have, side="left"))  # needed is non-decreasing
+            karr, num, needed = karr[:n], num[:n], needed[:n]
+        n = len(karr)
+        if n == 0:
+            return FrameBatch.empty(self.fps, k0, self.subject)
+        den = 2 * self.info.hop * self.fps
+        lo = np.maximum(needed - 1, 0)
+        w = np.where(num > 0, (num - lo * den) / den, 0.0).astype(np.float32)
+        last = have - 1
+        D = self._delayed
+        i0 = np.minimum(lo, last) - self._base
+        i1 = np.minimum(lo + 1, last) - self._base
+        model_vals = D[i0] * (1.0 - w)[:, None] + D[i1] * w[:, None]
+        values = np.zeros((n, len(CHANNELS)), np.float32)
+        values[:, self._out_idx] = model_vals
+        batch = FrameBatch(values, k0, self.fps, self.subject)
+        for stage in self.post:
+            batch = stage.process(batch)
+        batch = self.guard.process(batch)
+        self._next_frame = k0 + n
+        # forget delayed frames no later output frame needs
+        keep_from = max(0, self._needed_delayed(self._next_frame) - 1)
+        if keep_from > self._base:
+            drop = min(keep_from - self._base, len(self._delayed))
+            self._delayed = self._delayed[drop:]
+            self._base += drop
+        return batch
+
+
+def _iter_source(source, block_seconds: float) -> tuple[int, Iterator[np.ndarray], float | None]:
+    if isinstance(source, tuple) and len(source) == 2:
+        samples, sr = source
+        sr = check_rate(sr)
+        x = to_mono_float(samples, "audio")
+        block = max(1, int(block_seconds * sr))
+        return sr, (x[i : i + block] for i in range(0, len(x), block)), len(x) / sr
+    import soundfile as sf
+
+    total = None
+    try:
+        info = sf.info(os.fspath(source))
+        total = info.frames / info.samplerate if info.samplerate else None
+    except Exception:
+        pass
+    sr, blocks = iter_audio_blocks(source, block_seconds)
+    return sr, blocks, total
+
+
+def bake_iter(source, model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAULT_FPS,
+              subject: str = "", progress: Progress | None = None,
+              postprocessors: Sequence[PostProcessor] = (),
+              block_seconds: float = 30.0) -> Iterator[FrameBatch]:
+    """Bake a file (path) or ``(samples, sample_rate)`` block by block, with bounded memory."""
+    sr, blocks, total = _iter_source(source, block_seconds)
+    sess = Session(model, fps=fps, sample_rate=sr, subject=subject,
+                   postprocessors=postprocessors)
+    done = 0
+    for block in blocks:
+        done += len(block)
+        yield sess.push(block)
+        if progress is not None:
+            progress(done / sr, total)
+    yield sess.flush()
+
+
+def bake(source, model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAULT_FPS,
+         subject: str = "", progress: Progress | None = None,
+         postprocessors: Sequence[PostProcessor] = ()) -> FrameBatch:
+    """Offline bake of a whole file or ``(samples, sample_rate)``; returns every frame."""
+    return FrameBatch.concat(list(bake_iter(source, model, fps, subject, progress,
+                                            postprocessors)))
+
+
+def stream(chunks: Iterable[np.ndarray], sample_rate: int,
+           model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAULT_FPS) -> Iterator[FrameBatch]:
+    """Convenience generator: frames for an iterable of PCM chunks (then the flush)."""
+    sess = Session(model, fps=fps, sample_rate=sample_rate)
+    for c in chunks:
+        yield sess.push(c)
+    yield sess.flush()

@@ -1,0 +1,158 @@
+"""Feature extraction: streaming log-mel frames, exact under any chunking.
+
+The feature configuration travels inside every model file (metadata key ``feature``), so the
+runtime computes exactly what the model was trained on. One configuration type exists today:
+
+``{"type": "logmel", "sample_rate": 16000, "win": 400, "hop": 160, "n_fft": 512, "n_mels": 80,
+   "fmin": 40, "fmax": 7600, "log_floor": 1e-6, "stack": 2}``
+
+Feature frame ``j`` is centred on sample ``offset + j*hop`` (``offset = hop // 2``) and uses the
+``win`` samples around it (Hann window); samples before the stream's start are zeros. ``stack``
+consecutive feature frames form one model frame, so model frame ``m`` covers samples
+``[m*hop*stack, (m+1)*hop*stack)`` and is centred on ``(m + 0.5) * hop * stack``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import ModelError
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    sample_rate: int = 16000
+    win: int = 400
+    hop: int = 160
+    n_fft: int = 512
+    n_mels: int = 80
+    fmin: float = 40.0
+    fmax: float = 7600.0
+    log_floor: float = 1e-6
+    stack: int = 2
+    type: str = "logmel"
+
+    @property
+    def offset(self) -> int:
+        return self.hop // 2
+
+    @property
+    def model_hop(self) -> int:
+        return self.hop * self.stack
+
+    @property
+    def dim(self) -> int:
+        return self.n_mels * self.stack
+
+    @property
+    def future_samples(self) -> int:
+        """Samples after a model frame's centre that computing it needs."""
+        last_centre = self.offset + (self.stack - 1) * self.hop  # of frame 0's last feature
+        return last_centre + self.win // 2 - self.model_hop // 2
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LogMelConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ModelError(f"model metadata 'feature' is not valid JSON ({e})") from None
+        if not isinstance(d, dict) or d.get("type") != "logmel":
+            raise ModelError(f"model metadata 'feature' has unsupported type "
+                             f"{d.get('type') if isinstance(d, dict) else d!r}; "
+                             "this runtime supports 'logmel'")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ModelError(f"model metadata 'feature' has unknown keys {sorted(unknown)}")
+        cfg = cls(**d)
+        if cfg.win > cfg.n_fft or cfg.hop <= 0 or cfg.stack < 1 or cfg.n_mels < 1:
+            raise ModelError(f"model metadata 'feature' is inconsistent: {d}")
+        if not 0 <= cfg.fmin < cfg.fmax <= cfg.sample_rate / 2:
+            raise ModelError(f"model metadata 'feature' has a bad mel range {cfg.fmin}..{cfg.fmax}")
+        return cfg
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(cfg: LogMelConfig) -> np.ndarray:
+    """Triangular mel filters, shape (n_fft//2+1, n_mels), float32, area-normalised."""
+    freqs = np.linspace(0, cfg.sample_rate / 2, cfg.n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(cfg.fmin)),
+                                   _hz_to_mel(np.array(cfg.fmax)), cfg.n_mels + 2))
+    fb = np.zeros((len(freqs), cfg.n_mels))
+    for i in range(cfg.n_mels):
+        lo, c, hi = edges[i], edges[i + 1], edges[i + 2]
+        up = (freqs - lo) / (c - lo)
+        down = (hi - freqs) / (hi - c)
+        fb[:, i] = np.maximum(0.0, np.minimum(up, down)) * (2.0 / (hi - lo))
+    return fb.astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _window(win: int) -> np.ndarray:
+    return np.hanning(win + 1)[:win].astype(np.float32)
+
+
+def logmel_frames(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """Log-mel of already cut windows, shape (n, win) -> (n, n_mels) float32."""
+    from scipy import fft as sfft
+
+    spec = sfft.rfft(frames * _window(cfg.win), n=cfg.n_fft, axis=1)  # float32 in, complex64 out
+    power = spec.real ** 2 + spec.imag ** 2
+    return np.log(power @ mel_filterbank(cfg) + cfg.log_floor).astype(np.float32)
+
+
+class FeatureStream:
+    """Streaming feature extractor: samples at ``cfg.sample_rate`` in, model frames out.
+
+    State is explicit: ``buf`` (samples not yet fully used) and ``pending`` (feature frames
+    waiting for their stack partners). ``push`` returns model frames, shape (n, cfg.dim).
+    """
+
+    def __init__(self, cfg: LogMelConfig) -> None:
+        self.cfg = cfg
+        lead = cfg.win // 2 - cfg.offset  # zeros before the first sample
+        self.buf = np.zeros(lead, np.float32)
+        self.pending = np.zeros((0, cfg.n_mels), np.float32)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        if len(x):
+            self.buf = np.concatenate([self.buf, np.asarray(x, np.float32)])
+        n = (len(self.buf) - cfg.win) // cfg.hop + 1 if len(self.buf) >= cfg.win else 0
+        if n > 0:
+            view = np.lib.stride_tricks.sliding_window_view(self.buf, cfg.win)[:: cfg.hop][:n]
+            feats = logmel_frames(view, cfg)
+            self.buf = self.buf[n * cfg.hop :].copy()
+            self.pending = np.concatenate([self.pending, feats]) if len(self.pending) else feats
+        m = len(self.pending) // cfg.stack
+        out = self.pending[: m * cfg.stack].reshape(m, cfg.dim)
+        self.pending = self.pending[m * cfg.stack :]
+        return out
+
+
+def compute_features(samples: np.ndarray, cfg: LogMelConfig, n_frames: int | None = None
+                     ) -> np.ndarray:
+    """Model frames of a whole signal (training and evaluation); pads the end with zeros so that
+    ``n_frames`` (default: ceil(len / model_hop)) frames come out."""
+    if n_frames is None:
+        n_frames = -(-len(samples) // cfg.model_hop)
+    need = n_frames * cfg.model_hop + cfg.future_samples + cfg.model_hop // 2 + cfg.win
+    x = np.zeros(max(need, len(samples)), np.float32)
+    x[: len(samples)] = samples
+    fs = FeatureStream(cfg)
+    out = fs.push(x)
+    return out[:n_frames]

@@ -1,0 +1,290 @@
+"""Training pipeline: data preparation, training, quick evaluation and ONNX export.
+
+Driven by one TOML config (``configs/default.toml``), deterministic for its seed::
+
+    python -m facecast_runtime.training.train --config runtime/facecast_runtime/training/configs/default.toml
+    python -m facecast_runtime.training.train --config ... --set lookahead_frames=5 --name la120
+
+Data: FACEGOOD clips from ../shared (real speech with animator curves, the channels it animates)
+and the TTS corpus the project generates (``work_data/tts``, phoneme-timed, mouth targets from
+``visemes.phones_to_targets``). Audio is augmented (``augment.augment``) before features are
+computed with the runtime's own feature code, so training and inference see the same features.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from facecast.schema import MOUTH_CHANNELS, SCHEMA_VERSION
+
+from ..features import LogMelConfig, compute_features
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_CONFIG = Path(__file__).with_name("configs") / "default.toml"
+
+Sink = Callable[[str], None]
+
+
+def _stderr_sink(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Item:
+    """One training utterance: model-frame features, targets and a per-channel mask."""
+    name: str
+    feats: np.ndarray     # (M, D) float32
+    targets: np.ndarray   # (M, C) float32
+    mask: np.ndarray      # (C,) float32, 1 where the source supervises the channel
+    weight: float
+
+
+def load_config(path: Path, overrides: list[str]) -> dict:
+    cfg = tomllib.loads(Path(path).read_text())
+    for ov in overrides:
+        key, _, val = ov.partition("=")
+        try:
+            value = json.loads(val)
+        except json.JSONDecodeError:
+            value = val
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return cfg
+
+
+def frame_times(n_frames: int, feat: LogMelConfig) -> np.ndarray:
+    """Centre time (s) of each model frame."""
+    return (np.arange(n_frames) + 0.5) * feat.model_hop / feat.sample_rate
+
+
+def _resolve(p: str) -> Path:
+    path = Path(os.path.expandvars(p))
+    return path if path.is_absolute() else (REPO / path)
+
+
+def facegood_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.random.Generator,
+                   clips: list[str], n_aug: int, augment_fn) -> list[Item]:
+    from . import facegood
+
+    shared = _resolve(cfg["data"]["shared"])
+    animated = set(facegood.animated_channels(shared))
+    mask = np.array([1.0 if c in animated else 0.0 for c in out_names], np.float32)
+    items = []
+    for name in clips:
+        clip = facegood.load_clip(shared, name)
+        n = -(-len(clip.samples) // feat.model_hop)
+        t = frame_times(n, feat)
+        src_t = np.arange(clip.n_frames) / clip.fps
+        tg = np.zeros((n, len(out_names)), np.float32)
+        for j, c in enumerate(out_names):
+            if c in clip.curves:
+                tg[:, j] = np.interp(t, src_t, clip.curves[c])
+        for a in range(n_aug + 1):
+            x = clip.samples if a == 0 else augment_fn(clip.samples, feat.sample_rate, rng)
+            items.append(Item(f"facegood/{name}/{a}", compute_features(x, feat, n), tg, mask,
+                              float(cfg["data"].get("facegood_weight", 1.0))))
+    return items
+
+
+def tts_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.random.Generator,
+              n_aug: int, augment_fn, sink: Sink) -> list[Item]:
+    import soundfile as sf
+
+    from ..audio import resample
+
+    root = _resolve(cfg["data"]["tts_dir"])
+    manifest = root / "manifest.jsonl"
+    if not manifest.exists():
+        sink(f"no TTS corpus at {manifest}; training on FACEGOOD only")
+        return []
+    from . import visemes
+
+    limit = int(cfg["data"].get("tts_max_items", 10**9))
+    entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    entries = [e for e in entries if e.get("split") == "train"][:limit]
+    col = {c: i for i, c in enumerate(MOUTH_CHANNELS)}
+    sel = np.array([col[c] for c in out_names])
+    mask = np.ones(len(out_names), np.float32)
+    items = []
+    for e in entries:
+        x, sr = sf.read(root / f"{e['id']}.wav", dtype="float32", always_2d=True)
+        x = x.mean(axis=1)
+        if sr != feat.sample_rate:
+            x = resample(x, sr, feat.sample_rate)
+        n = -(-len(x) // feat.model_hop)
+        phones = [visemes.Phone(float(s), float(en), str(lab)) for s, en, lab in e["phones"]]
+        # targets at model-frame centres (m + 0.5) * hop: sample at twice the rate, odd frames
+        fine = visemes.phones_to_targets(phones, 2 * feat.sample_rate / feat.model_hop, 2 * n)
+        tg = np.ascontiguousarray(fine[1::2][:, sel], dtype=np.float32)
+        for a in range(n_aug + 1):
+            xa = x if a == 0 else augment_fn(x, feat.sample_rate, rng)
+            items.append(Item(f"tts/{e['id']}/{a}", compute_features(xa, feat, n), tg, mask,
+                              float(cfg["data"].get("tts_weight", 1.0))))
+    sink(f"TTS corpus: {len(entries)} train utterances from {root}")
+    return items
+
+
+def data_digest(cfg: dict) -> str:
+    """Digest of what the model learns from: FACEGOOD files used, the TTS manifest, the config."""
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    shared = _resolve(cfg["data"]["shared"])
+    for clip in cfg["data"].get("facegood_clips", []):
+        for f in sorted((shared / "data" / "facegood" / clip).glob("*")):
+            h.update(f.name.encode())
+            h.update(str(f.stat().st_size).encode())
+    manifest = _resolve(cfg["data"]["tts_dir"]) / "manifest.jsonl"
+    if manifest.exists():
+        h.update(manifest.read_bytes())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def _no_augment(x, sr, rng):
+    return x
+
+
+def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> dict:
+    import torch
+
+    from .model import FaceNet, NetConfig, export_onnx
+
+    seed = int(cfg.get("seed", 0))
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(int(cfg["train"].get("threads", max(1, os.cpu_count() or 1))))
+    feat = LogMelConfig(**cfg.get("feature", {}))
+    out_names = list(cfg["model"].get("outputs", MOUTH_CHANNELS))
+    L = int(cfg["lookahead_frames"])
+    try:
+        from .augment import augment as augment_fn
+    except ImportError:  # augmentation module missing: train clean
+        augment_fn = _no_augment
+    n_aug = int(cfg["data"].get("augment_copies", 1))
+    t0 = time.time()
+    items = facegood_items(cfg, feat, out_names, rng, list(cfg["data"]["facegood_clips"]),
+                           n_aug, augment_fn)
+    items += tts_items(cfg, feat, out_names, rng, n_aug, augment_fn, sink)
+    frames = sum(len(i.feats) for i in items)
+    sink(f"data ready: {len(items)} items, {frames} frames "
+         f"({frames * feat.model_hop / feat.sample_rate / 60:.1f} min incl. augmented copies) "
+         f"in {time.time() - t0:.0f}s")
+
+    net_cfg = NetConfig(in_dim=feat.dim, channels=int(cfg["model"]["channels"]),
+                        kernel=int(cfg["model"]["kernel"]),
+                        dilations=list(cfg["model"]["dilations"]), out_names=out_names)
+    net = FaceNet(net_cfg)
+    net.train()
+    allf = np.concatenate([i.feats for i in items])
+    net.feat_mean.copy_(torch.from_numpy(allf.mean(0)))
+    net.feat_std.copy_(torch.from_numpy(allf.std(0) + 1e-3))
+    del allf
+
+    tr = cfg["train"]
+    steps, batch, crop = int(tr["steps"]), int(tr["batch"]), int(tr["crop_frames"])
+    warm = int(tr.get("warmup_frames", 16))
+    opt = torch.optim.AdamW(net.parameters(), lr=float(tr["lr"]), weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(tr["lr"]), total_steps=steps,
+                                                pct_start=0.05)
+    cw = np.ones(len(out_names), np.float32)
+    for c, w in cfg["train"].get("channel_weights", {}).items():
+        if c in out_names:
+            cw[out_names.index(c)] = float(w)
+    cw_t = torch.from_numpy(cw)
+    weights = np.array([i.weight * len(i.feats) for i in items], np.float64)
+    weights /= weights.sum()
+    D, C = feat.dim, len(out_names)
+    vel_w = float(tr.get("velocity_weight", 0.5))
+    t0 = time.time()
+    for step in range(steps):
+        fb = np.zeros((batch, crop, D), np.float32)
+        tb = np.zeros((batch, crop, C), np.float32)
+        mb = np.zeros((batch, crop, C), np.float32)
+        for b in range(batch):
+            it = items[rng.choice(len(items), p=weights)]
+            M = len(it.feats)
+            # output step m describes frame m - L
+            s = int(rng.integers(0, max(1, M - crop)))
+            seg = it.feats[s : s + crop]
+            fb[b, : len(seg)] = seg
+            tidx = np.arange(s, s + len(seg)) - L
+            ok = tidx >= 0
+            tb[b, : len(seg)][ok] = it.targets[tidx[ok]]
+            mrow = np.zeros((len(seg), C), np.float32)
+            mrow[ok] = it.mask
+            if s > 0:
+                mrow[:warm] = 0.0  # zero state mid-utterance: let the context fill first
+            mb[b, : len(seg)] = mrow
+        f_t, t_t, m_t = map(torch.from_numpy, (fb, tb, mb))
+        y, _ = net(f_t)
+        err = (y - t_t) ** 2 * m_t * cw_t
+        loss = err.sum() / m_t.sum().clamp(min=1)
+        dy, dt = y[:, 1:] - y[:, :-1], t_t[:, 1:] - t_t[:, :-1]
+        dm = m_t[:, 1:] * m_t[:, :-1]
+        loss = loss + vel_w * ((dy - dt) ** 2 * dm * cw_t).sum() / dm.sum().clamp(min=1)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % max(1, steps // 20) == 0 or step == steps - 1:
+            sink(f"step {step:5d}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+
+    hop_ms = 1000.0 * feat.model_hop / feat.sample_rate
+    lookahead_ms = L * hop_ms + 1000.0 * feat.future_samples / feat.sample_rate
+    meta = {
+        "facecast.contract": "1",
+        "model_name": name,
+        "model_version": str(cfg.get("version", "0.1.0")),
+        "sample_rate": str(feat.sample_rate),
+        "hop": str(feat.model_hop),
+        "feature": feat.to_json(),
+        "context": str(net_cfg.context),
+        "lookahead_frames": str(L),
+        "lookahead_ms": f"{lookahead_ms:.1f}",
+        "channels": json.dumps(out_names),
+        "schema_version": str(SCHEMA_VERSION),
+        "training_data": data_digest(cfg),
+        "training_seed": str(seed),
+        "architecture": json.dumps({"type": "causal-dilated-conv",
+                                    "channels": net_cfg.channels, "kernel": net_cfg.kernel,
+                                    "dilations": net_cfg.dilations}),
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".onnx.tmp")
+    export_onnx(net, str(tmp), meta)
+    os.replace(tmp, out_path)
+    sink(f"exported {out_path} ({out_path.stat().st_size / 1e6:.2f} MB), "
+         f"lookahead {lookahead_ms:.1f} ms, trained in {time.time() - t0:.0f}s")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="facecast train", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. lookahead_frames=5 or train.steps=200")
+    ap.add_argument("--name", default=None, help="model name (default: config's name)")
+    ap.add_argument("-o", "--out", type=Path, default=None, help="output .onnx path")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    name = args.name or cfg.get("name", "default")
+    out = args.out or (REPO / "runtime" / "facecast_runtime" / "models" / f"{name}.onnx")
+    train(cfg, out, name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
