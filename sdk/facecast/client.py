@@ -488,7 +488,7 @@ class RuntimeClient:
         self._waiting: set[int] = set()
         #: id -> (session id, monotonic send time) of pushes sent with wait=False
         self._async: dict[int, tuple[str, float]] = {}
-        self._async_errors: list[RemoteError] = []
+        self._async_errors: list[tuple[str, RemoteError]] = []
         self._async_replies: collections.deque[tuple[float, dict]] = collections.deque(
             maxlen=100_000)
         self._closed = False
@@ -517,19 +517,29 @@ class RuntimeClient:
                 continue
             rid = rep.get("id")
             if rid in self._async:
-                self._async.pop(rid)
+                sid, _ = self._async.pop(rid)
                 self._async_replies.append((time.monotonic(), rep))
                 if not rep["ok"]:
                     err = rep.get("error") or {}
-                    self._async_errors.append(RemoteError(
-                        str(err.get("code", "internal")), str(err.get("message", "")), rep))
+                    self._async_errors.append((sid, RemoteError(
+                        str(err.get("code", "internal")), str(err.get("message", "")), rep)))
             elif rid in self._waiting:
                 self._replies[rid] = rep
 
-    def _raise_async(self) -> None:
-        if self._async_errors:
-            err = self._async_errors.pop(0)
-            raise err
+    def _raise_async(self, session: str | None = None) -> None:
+        """Raise the first pending error of a wait=False request (of ``session``, or of any
+        session); the other pending errors of that session are counted in ``err.more`` and
+        forgotten."""
+        mine = [(i, e) for i, (sid, e) in enumerate(self._async_errors)
+                if session is None or sid == session]
+        if not mine:
+            return
+        sid = self._async_errors[mine[0][0]][0]
+        err = mine[0][1]
+        before = len(self._async_errors)
+        self._async_errors = [(s, e) for s, e in self._async_errors if s != sid]
+        err.more = before - len(self._async_errors) - 1  # type: ignore[attr-defined]
+        raise err
 
     def request(self, type: str, *, timeout: float | None = None, **fields: Any) -> dict:
         """Send one request and wait for its reply; raises RemoteError on an error reply."""
@@ -569,16 +579,23 @@ class RuntimeClient:
         self._send(make_request(type, rid, session=session or None, **fields))
         return rid
 
-    def wait_all(self, timeout: float | None = None) -> None:
-        """Wait until every request sent with wait=False is answered; raise its first error."""
+    def wait_all(self, timeout: float | None = None, session: str | None = None) -> None:
+        """Wait until every request sent with wait=False (of ``session``, or all) is
+        answered; raise the first error among them as RemoteError."""
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        while self._async:
+
+        def pending() -> int:
+            if session is None:
+                return len(self._async)
+            return sum(1 for sid, _ in self._async.values() if sid == session)
+
+        while pending():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{len(self._async)} requests unanswered by {self.address}")
+                raise TimeoutError(f"{pending()} requests unanswered by {self.address}")
             self._pump(remaining * 1000)
-        self._raise_async()
+        self._raise_async(session)
 
     def poll_replies(self) -> list[tuple[float, dict]]:
         """Receive what has arrived; return and forget replies to wait=False requests
@@ -663,7 +680,7 @@ class RemoteSession:
         if self.closed:
             raise RuntimeError(f"session {self.id} is closed")
         data = self._encode(samples)
-        self.client._raise_async()
+        self.client._raise_async(self.id)
         item = 4 if self.dtype == "float32" else 2
         self.samples_sent += len(data) // (item * self.channels)
         if wait:
@@ -682,7 +699,7 @@ class RemoteSession:
             return {}
         self.closed = True
         try:
-            self.client.wait_all(timeout)
+            self.client.wait_all(timeout, session=self.id)
         finally:
             rep = self.client.request("close", session=self.id, timeout=timeout)
         return rep

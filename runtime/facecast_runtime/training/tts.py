@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .visemes import SILENCE, normalize_phones, phone_class
+from .visemes import SILENCE, normalize_label, normalize_phones, phone_class
 
 SAMPLE_RATE = 16000
 ESPEAK_LIBRARY = "libespeak-ng.so.1"
@@ -212,15 +212,32 @@ class EspeakEngine:
                                      ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
-                                   _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA | _INIT_DONT_EXIT)
-        if sr <= 0:
-            raise RuntimeError("espeak_Initialize failed")
-        self.sample_rate = int(sr)
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, str]] = []
         self._cb = _SynthCallback(self._on_audio)
-        lib.espeak_SetSynthCallback(self._cb)
+        self._mode: str | None = None
+        self.sample_rate = 0
+        self._voice: tuple | None = None
+        self._init("ipa")
+
+    def _init(self, mode: str) -> None:
+        """(Re)initialise the library; ``mode`` 'ipa' or 'mnemonic' names the phoneme events.
+
+        libespeak-ng 1.51 fixes the event naming at initialisation, so asking for the other
+        naming means initialising again (about 1 ms)."""
+        if self._mode == mode:
+            return
+        flags = _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT
+        if mode == "ipa":
+            flags |= _INIT_PHONEME_IPA
+        sr = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, flags)
+        if sr <= 0:
+            raise RuntimeError("espeak_Initialize failed")
+        self.sample_rate = int(sr)
+        self._lib.espeak_SetSynthCallback(self._cb)
+        self._mode = mode
+        if self._voice is not None:
+            self.set_voice(*self._voice)
 
     def _on_audio(self, wav, n, events) -> int:
         if n > 0 and wav:
@@ -238,14 +255,13 @@ class EspeakEngine:
                   wordgap: int = 0) -> None:
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise RuntimeError(f"espeak-ng voice {voice!r} not available")
+        self._voice = (voice, rate, pitch, pitch_range, wordgap)
         for param, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch),
                              (_PARAM_RANGE, pitch_range), (_PARAM_WORDGAP, wordgap),
                              (_PARAM_VOLUME, 100)):
             self._lib.espeak_SetParameter(param, int(value), 0)
 
-    def synth(self, text: str) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
-        """Synthesise with the current voice. Returns (float32 samples at ``sample_rate``,
-        phones ``(start_s, end_s, ipa_label)`` tiling the audio; ``""`` labels are pauses)."""
+    def _run(self, text: str) -> tuple[np.ndarray, list[tuple[int, str]]]:
         self._chunks, self._events = [], []
         data = text.encode("utf-8")
         rc = self._lib.espeak_Synth(data, len(data) + 1, 0, 0, 0,
@@ -254,12 +270,35 @@ class EspeakEngine:
             raise RuntimeError(f"espeak_Synth failed ({rc}) for {text!r}")
         audio = (np.concatenate(self._chunks).astype(np.float32) / 32768.0
                  if self._chunks else np.zeros(0, np.float32))
+        return audio, list(self._events)
+
+    def synth(self, text: str, mnemonics: bool = False
+              ) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+        """Synthesise with the current voice. Returns (float32 samples at ``sample_rate``,
+        phones ``(start_s, end_s, label)`` tiling the audio).
+
+        Labels are espeak-ng's IPA names of the phones; a pause is ``""``. With
+        ``mnemonics=True`` the text is spoken a second time with mnemonic events to tell pauses
+        (``_``, ``_:``...) from phones that have no IPA name (markers such as ``;``); phones then
+        carry ``"ipa|mnemonic"`` labels and pauses ``""`` (see :func:`espeak_label`). A leading
+        stretch before the first event is a pause.
+        """
+        self._init("ipa")
+        audio, events = self._run(text)
         n = len(audio)
+        names = [lab for _, lab in events]
+        if mnemonics:
+            self._init("mnemonic")
+            _, ev2 = self._run(text)
+            self._init("ipa")
+            if len(ev2) != len(events):
+                raise RuntimeError(f"espeak-ng event mismatch ({len(events)} vs {len(ev2)})")
+            names = [espeak_label(a, b) for (_, a), (_, b) in zip(events, ev2)]
         sr = float(self.sample_rate)
-        phones: list[tuple[float, float, str]] = []
-        marks = sorted((min(max(s, 0), n), lab) for s, lab in self._events)
+        marks = [(min(max(s, 0), n), lab) for (s, _), lab in zip(events, names)]
         if not marks or marks[0][0] > 0:
             marks.insert(0, (0, ""))
+        phones: list[tuple[float, float, str]] = []
         for k, (s, lab) in enumerate(marks):
             e = marks[k + 1][0] if k + 1 < len(marks) else n
             if e > s:
@@ -271,6 +310,33 @@ class EspeakEngine:
         self.set_voice(voice)
         _, phones = self.synth(text)
         return [lab for _, _, lab in phones if lab]
+
+
+def espeak_label(ipa: str, mnemonic: str) -> str:
+    """One espeak-ng phone from its IPA and mnemonic event names: the IPA name when there is
+    one; else ``""`` (a pause) for the pause mnemonics (``_``, ``_:``, ``_!``...); else
+    ``"|" + mnemonic``, read later through the espeak table of :mod:`visemes` (markers such as
+    ``;`` normalise to ``""`` and merge into the previous phone)."""
+    if ipa:
+        return ipa
+    if mnemonic.startswith("_") or not mnemonic:
+        return ""
+    return "|" + mnemonic
+
+
+def espeak_phone_label(label: str) -> str:
+    """Normalised label of a phone produced by :meth:`EspeakEngine.synth` (``""`` = a marker
+    to merge into the previous phone)."""
+    if label == "":
+        return SILENCE
+    if label.startswith("|"):
+        return normalize_label(label[1:], "espeak")
+    return normalize_label(label, "ipa")
+
+
+def festival_phone_label(label: str) -> str:
+    """Normalised label of a festival Segment name (radio phone set)."""
+    return normalize_label(label, "radio")
 
 
 _ENGINE: EspeakEngine | None = None
@@ -693,7 +759,8 @@ def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
             "vowel_db_median": round(float(np.median(vowel_db)), 2) if vowel_db else None}
 
 
-def _finish(job: dict, out_dir: Path, parts: list, silence_label: str, inventory: str,
+def _finish(job: dict, out_dir: Path, parts: list, silence_label: str,
+            inventory: Callable[[str], str],
             spec_checks: tuple[float, float]) -> tuple[dict | None, str]:
     samples, raw, spans = _assemble(parts, job["pauses"], SAMPLE_RATE, silence_label)
     if len(samples) == 0:
@@ -748,10 +815,10 @@ def _render_espeak(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, flo
             eng.set_voice(job["voice"], p["rate"], p["pitch"], p["range"], p["wordgap"])
             parts = []
             for text in job["groups"]:
-                audio, phones = eng.synth(text)
+                audio, phones = eng.synth(text, mnemonics=True)
                 audio16 = _resample(audio, eng.sample_rate)
                 parts.append((audio16, phones))
-            results.append(_finish(job, out_dir, parts, "", "ipa", checks))
+            results.append(_finish(job, out_dir, parts, "", espeak_phone_label, checks))
         except Exception as exc:  # one bad utterance must not stop the corpus
             results.append((None, f"espeak error: {exc}"))
     return results
@@ -765,7 +832,7 @@ _FESTIVAL_PRELUDE = r"""
     (fclose fd)))
 (define (fc_say txt wav seg)
   (unwind-protect
-    (let ((u (Utterance Text txt)))
+    (let ((u (eval (list 'Utterance 'Text txt))))
       (utt.synth u)
       (utt.save.wave u wav 'riff)
       (fc_dump u seg))
@@ -821,7 +888,8 @@ def _render_festival(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, f
                                 prev = end
                     audio16 = _resample(audio, sr)
                     parts.append((audio16, phones))
-                results.append(_finish(job, out_dir, parts, "pau", "radio", checks))
+                results.append(_finish(job, out_dir, parts, "pau", festival_phone_label,
+                                       checks))
             except Exception as exc:
                 msg = proc.stderr.strip().splitlines()[-1:] if proc.stderr else []
                 results.append((None, f"festival error: {exc} {msg}"))

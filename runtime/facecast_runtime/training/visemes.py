@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -537,9 +537,12 @@ def _as_phone(p) -> Phone:
     return Phone(float(s), float(e), str(lab))
 
 
-def normalize_phones(phones: Iterable, inventory: str = "auto",
+def normalize_phones(phones: Iterable, inventory: "str | Callable[[str], str]" = "auto",
                      merge_silence: bool = True) -> list[Phone]:
     """Normalise the labels of a phone list (``Phone`` or ``(start, end, label)``).
+
+    ``inventory`` is an inventory name (see :func:`normalize_label`) or a function mapping a raw
+    label to a normalised one.
 
     Labels that carry no phone (``""`` after normalisation, e.g. a bare palatalisation mark)
     are merged into the previous phone; zero-length phones are dropped; with
@@ -547,8 +550,9 @@ def normalize_phones(phones: Iterable, inventory: str = "auto",
     """
     out: list[Phone] = []
     pending_start: float | None = None
+    norm = inventory if callable(inventory) else (lambda lab: normalize_label(lab, inventory))
     for p in map(_as_phone, phones):
-        lab = normalize_label(p.label, inventory)
+        lab = norm(p.label)
         if p.end <= p.start:
             continue
         if lab == "":

@@ -1,0 +1,46 @@
+# facecast: two commands for a fresh machine (Debian, Python 3.11):
+#   make demo   - set up a virtualenv and run the demo (server + stream + record + files)
+#   make test   - set up a virtualenv with the dev/training extras and run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip -q --disable-pip-version-check
+SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-us-slt-hts
+
+.PHONY: demo test setup setup-dev sysdeps bench train clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "numpy<2" -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) install "numpy<2" torch==2.13.0 -e ".[dev,train]"
+	touch $@
+
+setup: $(VENV)/.base
+setup-dev: $(VENV)/.dev
+
+# Text-to-speech engines used by the training-data generator and its tests.
+sysdeps:
+	@if command -v espeak-ng >/dev/null && command -v text2wave >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
+	else echo "facecast: please run: sudo apt-get install $(SYSPKGS)"; fi
+
+demo: setup
+	$(VENV)/bin/facecast demo
+
+test: setup-dev sysdeps
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+train: setup-dev sysdeps
+	$(PY) -m facecast_runtime.training.tts --out work_data/tts --minutes 60 --seed 0
+	$(PY) -m facecast_runtime.training.train --config runtime/facecast_runtime/training/configs/default.toml
+
+clean:
+	rm -rf $(VENV) facecast_demo_out .pytest_cache
