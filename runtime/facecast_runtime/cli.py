@@ -131,6 +131,13 @@ def _subject(text: str) -> str:
         raise argparse.ArgumentTypeError(e.message) from None
 
 
+def _subject_filter(text: str) -> str:
+    """A subject, ``NAME.*`` (every subject under NAME.) or ``*`` (all)."""
+    if text != "*":
+        _subject(text[:-2] if text.endswith(".*") else text)
+    return text
+
+
 def _add_connection_args(p: argparse.ArgumentParser, control: bool, frames: bool) -> None:
     g = p.add_argument_group("connection (defaults find a local 'facecast serve')")
     g.add_argument("--host", default=DEFAULT_HOST,
@@ -271,7 +278,7 @@ def _bake_args(p: argparse.ArgumentParser) -> None:
                                                       "(default: default)")
     p.add_argument("--fps", type=_fps, default=60, help="output frame rate, 30 or 60 "
                                                         "(default 60)")
-    p.add_argument("--subject", type=_subject, default="",
+    p.add_argument("--subject", type=_subject, default=None,
                    help="subject name stored in JSON/NPZ (default: the input's file stem)")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress bar on stderr: auto = on a terminal or for input over 60 s")
@@ -412,6 +419,7 @@ def _send_args(p: argparse.ArgumentParser) -> None:
                        help="pace the audio at real time (default)")
     speed.add_argument("--fast", dest="fast", action="store_true",
                        help="send as fast as the runtime takes it")
+    p.set_defaults(fast=False)
     p.add_argument("--chunk-ms", type=_positive_float, default=20.0,
                    help="chunk length in milliseconds (default 20)")
     p.add_argument("--fps", type=_fps, default=60, help="frame rate, 30 or 60 (default 60)")
@@ -522,7 +530,7 @@ def _ping(client: Any, address: str, timeout: float) -> None:
 # listen
 # ------------------------------------------------------------------------------------------
 def _listen_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--subject", action="append", metavar="NAME",
+    p.add_argument("--subject", action="append", metavar="NAME", type=_subject_filter,
                    help="subject to listen to (repeatable; NAME.* for a group; default all)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="record one subject's frames to .csv/.json/.npz (missing frames are "
@@ -606,9 +614,6 @@ def _listen(args: argparse.Namespace) -> int:
     from facecast.schema import CHANNEL_INDEX
 
     subjects = args.subject or None
-    for s in subjects or []:
-        if s != "*":
-            _subject(s[:-2] if s.endswith(".*") else s)
     out = _check_output_paths([args.output])[0] if args.output else None
     if out is not None and (subjects is None or len(subjects) != 1 or subjects[0].endswith("*")):
         raise UsageError("recording with -o needs exactly one --subject NAME")
@@ -928,7 +933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
-        parser.print_help(sys.stderr)
+        print("facecast: error: no command given; choose one of "
+              f"{', '.join(c.name for c in COMMANDS)} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     prog = f"facecast {args._name}"
     from .errors import FacecastError
@@ -945,7 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RemoteError as e:
         print(f"{prog}: error: the runtime refused: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except (UsageError, FacecastError, ValueError, OSError) as e:
+    except (UsageError, FacecastError, ValueError, OSError, argparse.ArgumentTypeError) as e:
         msg = _one_line(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
             msg = f"{e.filename}: {msg}"

@@ -214,6 +214,9 @@ class Server:
         self._started_at = time.monotonic()
         self._subscriptions: set[bytes] = set()
         self._push_latency: collections.deque[float] = collections.deque(maxlen=20_000)
+        # (wait for the engine, engine time) of recent pushes, seconds
+        self._push_timing: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=20_000)
         self.counters: dict[str, Any] = {
             "requests": 0, "sessions_opened": 0, "sessions_closed": 0,
             "frames_published": 0, "closed_dropped": 0, "replies_dropped": 0,
@@ -245,10 +248,23 @@ class Server:
         return self
 
     def _preload_model(self) -> None:
+        """Load the default model and warm it up: the first inference (and the first one of
+        each input length) is far slower than the rest, which would otherwise hit the first
+        sessions' latency."""
         try:
-            self._engine_factory(model=self.model, fps=60, sample_rate=16000, subject="")
+            eng = self._engine_factory(model=self.model, fps=60, sample_rate=16000, subject="")
         except (ModelError, AudioError, SessionError) as e:
             raise ServerError(f"model {self.model!r}: {e}") from None
+        noise = (1e-3 * np.random.default_rng(0).standard_normal(16000 * 3)).astype(np.float32)
+        pos = 0
+        try:
+            for n in (160, 320, 480, 640, 800, 1600, 3200, 8000, 16000):
+                for _ in range(3):
+                    eng.push(noise[pos:pos + n])
+                    pos = (pos + n) % (len(noise) - 16000)
+            eng.flush()
+        except Exception as e:  # a model that loads but cannot run
+            raise ServerError(f"model {self.model!r} fails on audio: {e}") from None
 
     def _bind(self) -> None:
         ctx = zmq.Context()
@@ -499,11 +515,13 @@ class Server:
                                          f"session {live.id} is {live.state}",
                                          session=live.id))
             return
+        t_start = time.monotonic()
         try:
             batch = live.engine.push(audio)
         except Exception as e:
             self._engine_error(live, env, req, e)
             return
+        self._push_timing.append((t_start - t_req, time.monotonic() - t_start))
         n = len(batch)
         live.chunks += 1
         live.samples += len(audio)
@@ -630,12 +648,11 @@ class Server:
     def _flush_out(self) -> None:
         router, pub = self._router, self._pub
         assert router is not None and pub is not None
+        # Replies are taken before the frames are sent and sent after them: a push's frames
+        # are queued before its reply, so they always leave before the reply does.
+        replies = []
         while self._replies:
-            env, payload = self._replies.popleft()
-            try:
-                router.send_multipart(env + [payload], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                self.counters["replies_dropped"] += 1
+            replies.append(self._replies.popleft())
         seen: set[int] = set()
         while self._dirty:
             live = self._dirty.popleft()
@@ -661,6 +678,11 @@ class Server:
                         self._push_latency.append(time.monotonic() - t_req)
             live.frames_published += sent
             self.counters["frames_published"] += sent
+        for env, payload in replies:
+            try:
+                router.send_multipart(env + [payload], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["replies_dropped"] += 1
 
     def _sweep_idle(self, now: float) -> None:
         if self.session_timeout <= 0:
@@ -866,6 +888,9 @@ class Server:
         with self._lock:
             lives = list(self._lives.values())
         lat = list(self._push_latency)
+        timing = list(self._push_timing)
+        wait = [t[0] for t in timing]
+        eng = [t[1] for t in timing]
         dropped_live = sum(lv.frames_dropped for lv in lives)
         return {
             "server": _version, "protocol": PROTOCOL_VERSION, "schema": SCHEMA_VERSION,
@@ -884,6 +909,8 @@ class Server:
             "subscriptions": self._subscription_list(),
             "push_to_publish_ms": {"p50": _ms(_pct(lat, 50)), "p99": _ms(_pct(lat, 99)),
                                    "n": len(lat)},
+            "push_wait_ms": {"p50": _ms(_pct(wait, 50)), "p99": _ms(_pct(wait, 99))},
+            "push_engine_ms": {"p50": _ms(_pct(eng, 50)), "p99": _ms(_pct(eng, 99))},
             "limits": {"max_sessions": self.max_sessions, "queue_frames": self.queue_frames,
                        "max_pending": self.max_pending, "sndhwm": self.sndhwm,
                        "max_message_bytes": self.max_message_bytes,

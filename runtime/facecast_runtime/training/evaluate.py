@@ -63,6 +63,7 @@ REST_MAX = 0.10
 ROUND_MARGIN = 0.05
 FLAP_P95_MAX = 0.10
 LOOKAHEADS_MS = (0, 40, 80, 120, 200)
+ROBUST_TTS_CLIPS = 6
 
 TARGETS = {
     "facegood_jaw_r": 0.85,
@@ -197,18 +198,24 @@ def silence_windows(intervals: Sequence[Interval], duration: float) -> list[tupl
 
 def rest_in_silence(fb: FrameBatch, intervals: Sequence[Interval],
                     duration: float | None = None) -> dict:
-    """Frames inside scored silences, how many are at rest, and the sum of O there."""
+    """Frames inside scored silences, how many are at rest, and the sum of O there.
+
+    ``rest_over`` counts, per mouth channel, the scored frames where that channel is above
+    ``REST_MAX`` (which channels keep the face from resting).
+    """
     if duration is None:
         duration = len(fb) / fb.fps + fb.start_index / fb.fps
     t = fb.times
     mouth = fb.values[:, [CHANNEL_INDEX[c] for c in MOUTH_CHANNELS]]
-    at_rest = np.all(mouth <= REST_MAX, axis=1)
+    over = mouth > REST_MAX
     O = opening(fb)
     sel = np.zeros(len(fb), bool)
     for lo, hi in silence_windows(intervals, duration):
         sel |= (t >= lo) & (t <= hi)
-    return {"rest_frames": int(sel.sum()), "rest_ok": int(at_rest[sel].sum()),
-            "rest_sum_O": float(O[sel].sum())}
+    per = over[sel].sum(axis=0)
+    return {"rest_frames": int(sel.sum()), "rest_ok": int((~over[sel].any(axis=1)).sum()),
+            "rest_sum_O": float(O[sel].sum()),
+            "rest_over": {c: int(k) for c, k in zip(MOUTH_CHANNELS, per) if k}}
 
 
 def rounding(fb: FrameBatch, intervals: Sequence[Interval]) -> dict:
@@ -245,13 +252,18 @@ COUNT_KEYS = ("n_bilabial", "n_closed", "n_open", "n_false", "n_skipped", "rest_
 
 
 def pool(counts: Iterable[Mapping]) -> dict:
-    tot = {k: 0 for k in COUNT_KEYS}
+    """Sum the counts of several clips (or of several pooled sets)."""
+    tot: dict = {k: 0 for k in COUNT_KEYS}
+    over: dict[str, int] = {}
     n = 0
     for c in counts:
-        n += 1
+        n += c.get("n_clips", 1)
         for k in COUNT_KEYS:
             tot[k] += c.get(k, 0)
+        for ch, k in c.get("rest_over", {}).items():
+            over[ch] = over.get(ch, 0) + k
     tot["n_clips"] = n
+    tot["rest_over"] = dict(sorted(over.items(), key=lambda kv: -kv[1]))
     return tot
 
 
@@ -269,6 +281,9 @@ def summarize(tot: Mapping) -> dict:
         "rounding": _ratio(tot["n_round_hit"], tot["n_rounded"]),
         "rounding_diff": _ratio(tot["round_diff_sum"], tot["n_rounded"]),
         "counts": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in tot.items()},
+        "rest_blockers": {ch: round(k / tot["rest_frames"], 4)
+                          for ch, k in tot.get("rest_over", {}).items()}
+        if tot.get("rest_frames") else {},
     }
 
 
@@ -291,16 +306,29 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def facegood_correlation(fb: FrameBatch, curves: Mapping[str, np.ndarray], curve_fps: float,
-                         channels: Sequence[str]) -> dict:
-    """Pearson r per animated channel (prediction sampled at the curve frame times)."""
+                         channels: Sequence[str], max_lag_s: float = 0.2) -> dict:
+    """Pearson r per animated channel (prediction sampled at the curve frame times).
+
+    Also a timing diagnostic: ``jaw_best_lag_ms``, the shift of the prediction (multiples of
+    1/60 s within +-200 ms) that maximises the jawOpen r, and that r. Positive = the prediction
+    is late (its value at t + lag matches the curve at t). Scores use lag 0 only.
+    """
     n = min(len(v) for v in curves.values())
     t = np.arange(n) / float(curve_fps)
     per = {}
     for ch in channels:
         pred = _at(fb, _col(fb, ch), t)
         per[ch] = pearson(pred, curves[ch][:n])
-    return {"jaw_r": per.get("jawOpen"), "mean_r": float(np.mean(list(per.values()))),
-            "per_channel": per}
+    out = {"jaw_r": per.get("jawOpen"), "mean_r": float(np.mean(list(per.values()))),
+           "per_channel": per}
+    if "jawOpen" in curves:
+        jaw = _col(fb, "jawOpen")
+        lags = np.arange(-round(max_lag_s * 60), round(max_lag_s * 60) + 1) / 60.0
+        rs = [pearson(_at(fb, jaw, t + lag), curves["jawOpen"][:n]) for lag in lags]
+        k = int(np.argmax(rs))
+        out["jaw_best_lag_ms"] = round(1000 * float(lags[k]), 1)
+        out["jaw_r_best_lag"] = float(rs[k])
+    return out
 
 
 def range_check(fb: FrameBatch) -> dict:
@@ -406,7 +434,7 @@ def load_tts_heldout(tts_dir: Path, max_per_language: int | None = None,
                                          for e in held)
     by_lang: dict[str, list[dict]] = {}
     for e in sorted(held, key=lambda e: str(e["id"])):
-        by_lang.setdefault(str(e.get("language", "?")), []).append(e)
+        by_lang.setdefault(_tts_group(e), []).append(e)
     out: dict[str, list[PhoneClip]] = {}
     for lang, items in sorted(by_lang.items()):
         if max_per_language is not None:
@@ -431,6 +459,14 @@ def load_tts_heldout(tts_dir: Path, max_per_language: int | None = None,
                                 "seconds": round(sum(x.duration for x in c), 1)}
                          for lang, c in out.items()}
     return out, info
+
+
+def _tts_group(e: Mapping) -> str:
+    """Test group of a TTS item: its language; engines other than espeak-ng (festival's HTS
+    voice, a different synthesiser) are reported as their own group, e.g. ``en-us/festival``."""
+    lang = str(e.get("language", "?"))
+    engine = str(e.get("engine", ""))
+    return lang if engine in ("", "espeak-ng", "espeak") else f"{lang}/{engine}"
 
 
 def _spread(items: list, k: int) -> list:
@@ -766,9 +802,11 @@ def run_evaluation(models: Mapping[str, str | os.PathLike], shared_dir: str | os
     # ---- robustness
     if "robustness" in sets:
         say("robustness")
-        rob_clips: list[PhoneClip] = []
-        for lang, clips in tts.items():
-            rob_clips += clips[:1]
+        # up to ROBUST_TTS_CLIPS held-out TTS clips (first clip of languages spread over the
+        # sorted list) plus a few real English ones
+        langs = sorted(tts)
+        step = max(1, math.ceil(len(langs) / ROBUST_TTS_CLIPS))
+        rob_clips: list[PhoneClip] = [tts[lg][0] for lg in langs[::step]][:ROBUST_TTS_CLIPS]
         rob_clips += [c for c in real if c.id.startswith(("61-70968", "multilingual_ipa_us"))]
         sr = 16000
         speech = concat_clips(rob_clips, sr) if rob_clips else None
@@ -832,23 +870,25 @@ def _lookahead_rows(result: dict, systems: Sequence[SystemSpec]) -> list[dict]:
 
 
 def _metric_columns(result: dict) -> list[tuple[str, str, bool, bool, float | None]]:
-    """Every metric of the suite: (path, label, higher better, percent, best possible)."""
+    """Every metric of the suite: (path, label, higher better, percent, best possible).
+
+    ``path`` is ``part|key...`` into the results (language names may contain ``/``)."""
     cols: list[tuple[str, str, bool, bool, float | None]] = []
     if result["facegood"]:
-        cols += [("facegood/jaw_r", "FG jawOpen r", True, False, None),
-                 ("facegood/mean_r", "FG mean mouth r", True, False, None)]
+        cols += [("facegood|jaw_r", "FG jawOpen r", True, False, None),
+                 ("facegood|mean_r", "FG mean mouth r", True, False, None)]
     langs = sorted({lg for v in result["tts"].values() for lg in v if lg != "all"})
     for lg in langs:
         for key, label, higher, pct, best in PHONE_METRICS:
-            cols.append((f"tts/{lg}/{key}", f"TTS {lg} {label}", higher, pct, best))
+            cols.append((f"tts|{lg}|{key}", f"TTS {lg} {label}", higher, pct, best))
     if result["real_en"]:
-        cols += [("real_en/bilabial_recall", "EN bilabial recall", True, True, 1.0),
-                 ("real_en/false_closure", "EN false closure", False, True, 0.0)]
+        cols += [("real_en|bilabial_recall", "EN bilabial recall", True, True, 1.0),
+                 ("real_en|false_closure", "EN false closure", False, True, 0.0)]
     return cols
 
 
 def _get(result: dict, system: str, path: str):
-    part, *rest = path.split("/")
+    part, *rest = path.split("|")
     node = result[part].get(system, {})
     for k in rest:
         if not isinstance(node, dict):
@@ -912,6 +952,23 @@ def _targets(result: dict, systems: Sequence[SystemSpec]) -> dict:
                        "not_better_than_baselines": worse,
                        "all_pass": bool(checks) and all(ok for _, ok in checks)}
     return out
+
+
+def _group_losses(items: Sequence[str]) -> str:
+    """'TTS de rest in silence (vs x)', 'TTS fr rest ...' -> 'TTS rest in silence vs x: de, fr'."""
+    groups: dict[str, list[str]] = {}
+    for it in items:
+        label, _, vs = it.rpartition(" (vs ")
+        vs = vs.rstrip(")")
+        if label.startswith("TTS "):
+            lang, _, metric = label[4:].partition(" ")
+            key = f"TTS {metric} vs {vs}"
+        else:
+            lang, key = "", f"{label} vs {vs}"
+        groups.setdefault(key, [])
+        if lang:
+            groups[key].append(lang)
+    return "; ".join(f"{k} ({', '.join(v)})" if v else k for k, v in groups.items())
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -1073,6 +1130,28 @@ def render_markdown(result: dict) -> str:
         L.append("")
         L += _table(["system"] + [c[1] for c in cols], rows)
         L.append("")
+    diag = []
+    for n in names:
+        fg = result["facegood"].get(n, {})
+        if fg.get("jaw_best_lag_ms") is not None:
+            diag.append(f"{n}: jawOpen r peaks at a shift of {fg['jaw_best_lag_ms']:+g} ms "
+                        f"(r = {_fmt(fg['jaw_r_best_lag'])})")
+    if diag:
+        L.append("Timing diagnostic on the FACEGOOD clip (positive shift = the prediction is "
+                 "late; the scores above use no shift): " + "; ".join(diag) + ".")
+        L.append("")
+    blockers = []
+    for s in result["systems"]:
+        for setname, summ in (("TTS", result["tts"].get(s["name"], {}).get("all")),
+                              ("EN", result["real_en"].get(s["name"]))):
+            if summ and summ.get("rest_blockers"):
+                top = list(summ["rest_blockers"].items())[:3]
+                blockers.append(f"{s['name']} ({setname}): " + ", ".join(
+                    f"{ch} {_fmt(v, True)}" for ch, v in top))
+    if blockers:
+        L.append("Channels most often above 0.10 in scored silences (share of silence frames): "
+                 + "; ".join(blockers) + ".")
+        L.append("")
     ref = result.get("reference", {})
     if ref:
         parts = []
@@ -1191,7 +1270,7 @@ def render_markdown(result: dict) -> str:
                          f"{', '.join(tg['closure_target_failing'])}.")
             if tg["not_better_than_baselines"]:
                 L.append(f"  - not better than a baseline on: "
-                         f"{', '.join(tg['not_better_than_baselines'])}.")
+                         f"{_group_losses(tg['not_better_than_baselines'])}.")
         L.append("")
     L += [
         "### Limits", "",

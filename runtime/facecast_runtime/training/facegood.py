@@ -14,6 +14,7 @@ controls where the sheet says so). ARKit channels whose source control never mov
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def load_clip(shared: Path, name: str, min_std: float = 1e-3) -> FacegoodClip:
         raise ValueError(f"unknown FACEGOOD clip {name!r}; expected one of {', '.join(CLIPS)}")
     samples, sr = sf.read(root / name / f"{name}.wav", dtype="float32", always_2d=True)
     samples = samples.mean(axis=1)
-    values = np.load(root / name / f"bs_value_{name}.npy").astype(np.float32)
+    with warnings.catch_warnings():  # the files were written by Python 2's numpy
+        warnings.simplefilter("ignore", UserWarning)
+        values = np.load(root / name / f"bs_value_{name}.npy").astype(np.float32)
     cols = {n: i for i, n in enumerate(column_names(root))}
     curves: dict[str, np.ndarray] = {}
     for arkit, sources in ARKIT_FROM_RIG.items():

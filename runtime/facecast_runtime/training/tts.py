@@ -3,12 +3,16 @@
 Engines
 -------
 * **espeak-ng** through ``libespeak-ng.so.1`` (ctypes, no headers needed). The library is
-  initialised with ``espeakINITIALIZE_PHONEME_EVENTS | espeakINITIALIZE_PHONEME_IPA`` in
-  synchronous mode; the synthesis callback receives the audio and, with it, one
-  ``espeakEVENT_PHONEME`` per phone carrying the phone's IPA name and its start as a sample
-  position in the very audio stream we are handed (``event.sample``, 22050 Hz, counted from the
-  start of the call). A phone ends where the next one starts; the last one ends at the end of the
-  audio. ``--pho`` output only works for MBROLA voices, so it is not used.
+  initialised with ``espeakINITIALIZE_PHONEME_EVENTS`` in synchronous mode; the synthesis
+  callback receives the audio and, with it, one ``espeakEVENT_PHONEME`` per phone carrying the
+  phone's name and its start as a sample position in the very audio stream we are handed
+  (``event.sample``, 22050 Hz, counted from the start of the call). A phone ends where the next
+  one starts; the last one ends at the end of the audio. Each utterance is spoken twice, in two
+  forks of a process that has initialised the library but never spoken (:func:`speak_groups`):
+  once with IPA event names (``espeakINITIALIZE_PHONEME_IPA``; this pass's audio is kept) and
+  once with espeak mnemonics, which tell pauses from phones without an IPA name. Same state,
+  same samples, same event positions. ``--pho`` output only works for MBROLA voices, so it is
+  not used.
 * **festival** (kal_diphone, ked_diphone, cmu_us_slt_arctic_hts): one ``festival -b`` process
   per batch runs a generated Scheme script that synthesises each text, saves the wave and writes
   every item of the ``Segment`` relation with its ``end`` feature (seconds in the saved wave).
@@ -56,7 +60,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -67,8 +71,9 @@ ESPEAK_LIBRARY = "libespeak-ng.so.1"
 LOCALE_DIR = Path("/usr/share/i18n/locales")
 
 #: espeak-ng voices trained on, with a sampling weight (major languages twice as often).
+#: English voices (en-us, en, en-gb-scotland, en-029) are drawn separately (``english_share``).
 TRAIN_LANGUAGES: dict[str, float] = {
-    "en-us": 2, "en": 2, "de": 2, "fr": 2, "es": 2, "it": 2, "pt": 1, "pt-br": 2, "nl": 2,
+    "de": 2, "fr": 2, "es": 2, "it": 2, "pt": 1, "pt-br": 2, "nl": 2,
     "pl": 2, "ru": 2, "cs": 1, "sv": 1.5, "fi": 1.5, "tr": 2, "hi": 2, "ja": 2, "cmn": 2,
     "ko": 2, "ar": 2, "vi": 2, "id": 2, "sw": 1.5, "el": 1, "uk": 1, "da": 1, "nb": 1,
     "ro": 1, "fa": 1, "th": 1, "bn": 1, "ca": 1, "sk": 1, "hr": 1, "bg": 1, "ms": 1,
@@ -77,7 +82,7 @@ TRAIN_LANGUAGES: dict[str, float] = {
 }
 #: espeak-ng voices of the held-out split: some trained languages plus unseen ones.
 HELDOUT_LANGUAGES: dict[str, float] = {
-    "en-us": 1.5, "de": 1, "fr": 1, "es": 1, "ru": 1, "cmn": 1, "ja": 1, "ar": 1, "hi": 1,
+    "en-us": 1, "de": 1, "fr": 1, "es": 1, "ru": 1, "cmn": 1, "ja": 1, "ar": 1, "hi": 1,
     "pt-br": 1, "sw": 1, "hu": 1.5, "eu": 1.5, "ta": 1.5, "yue": 1.5,
 }
 #: espeak-ng voice variants used for training (voices/!v); "" = the language's default voice.
@@ -118,6 +123,11 @@ _EVENT_LIST_TERMINATED = 0
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE, _PARAM_WORDGAP = 1, 2, 3, 4, 7
 
 ProgressFn = Callable[[dict], None]
+
+#: An utterance is rejected when sound starts more than this before the labelled end of a
+#: pause, or goes on more than this after its labelled start (echo delay added for voices with
+#: an echo effect). Measured: espeak-ng <= 3 ms, festival <= 14 ms (HTS has 5 ms frames).
+MAX_BOUNDARY_ERROR_MS = 25.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,15 +227,17 @@ class EspeakEngine:
         self._cb = _SynthCallback(self._on_audio)
         self._mode: str | None = None
         self.sample_rate = 0
+        #: phoneme events whose sample position disagreed with their ms position
+        self.position_fallbacks = 0
         self._voice: tuple | None = None
         self._init("ipa")
 
-    def _init(self, mode: str) -> None:
+    def _init(self, mode: str, force: bool = False) -> None:
         """(Re)initialise the library; ``mode`` 'ipa' or 'mnemonic' names the phoneme events.
 
         libespeak-ng 1.51 fixes the event naming at initialisation, so asking for the other
-        naming means initialising again (about 1 ms)."""
-        if self._mode == mode:
+        naming means initialising again (a few ms)."""
+        if self._mode == mode and not force:
             return
         flags = _INIT_PHONEME_EVENTS | _INIT_DONT_EXIT
         if mode == "ipa":
@@ -247,7 +259,14 @@ class EspeakEngine:
             ev = events[i]
             if ev.type == _EVENT_PHONEME:
                 name = bytes(ev.id.string).split(b"\0", 1)[0].decode("utf-8", "ignore")
-                self._events.append((int(ev.sample), name))
+                # ``sample`` is the exact sample position (``audio_position`` is the same in
+                # whole ms); fall back to the ms value should the two ever disagree.
+                pos = int(ev.sample)
+                if self.sample_rate and abs(pos * 1000.0 / self.sample_rate
+                                            - ev.audio_position) > 2.0:
+                    pos = int(round(ev.audio_position * self.sample_rate / 1000.0))
+                    self.position_fallbacks += 1
+                self._events.append((pos, name))
             i += 1
         return 0
 
@@ -272,44 +291,92 @@ class EspeakEngine:
                  if self._chunks else np.zeros(0, np.float32))
         return audio, list(self._events)
 
-    def synth(self, text: str, mnemonics: bool = False
-              ) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
-        """Synthesise with the current voice. Returns (float32 samples at ``sample_rate``,
-        phones ``(start_s, end_s, label)`` tiling the audio).
-
-        Labels are espeak-ng's IPA names of the phones; a pause is ``""``. With
-        ``mnemonics=True`` the text is spoken a second time with mnemonic events to tell pauses
-        (``_``, ``_:``...) from phones that have no IPA name (markers such as ``;``); phones then
-        carry ``"ipa|mnemonic"`` labels and pauses ``""`` (see :func:`espeak_label`). A leading
-        stretch before the first event is a pause.
-        """
-        self._init("ipa")
-        audio, events = self._run(text)
-        n = len(audio)
-        names = [lab for _, lab in events]
-        if mnemonics:
-            self._init("mnemonic")
-            _, ev2 = self._run(text)
-            self._init("ipa")
-            if len(ev2) != len(events):
-                raise RuntimeError(f"espeak-ng event mismatch ({len(events)} vs {len(ev2)})")
-            names = [espeak_label(a, b) for (_, a), (_, b) in zip(events, ev2)]
-        sr = float(self.sample_rate)
-        marks = [(min(max(s, 0), n), lab) for (s, _), lab in zip(events, names)]
+    @staticmethod
+    def _tile(n: int, sr: float, events: Sequence[tuple[int, str]]
+              ) -> list[tuple[float, float, str]]:
+        """Phones tiling [0, n) from event start positions (a leading gap is a pause)."""
+        marks = [(min(max(pos, 0), n), lab) for pos, lab in events]
         if not marks or marks[0][0] > 0:
             marks.insert(0, (0, ""))
         phones: list[tuple[float, float, str]] = []
-        for k, (s, lab) in enumerate(marks):
-            e = marks[k + 1][0] if k + 1 < len(marks) else n
-            if e > s:
-                phones.append((s / sr, e / sr, lab))
-        return audio, phones
+        for k, (a, lab) in enumerate(marks):
+            b = marks[k + 1][0] if k + 1 < len(marks) else n
+            if b > a:
+                phones.append((a / sr, b / sr, lab))
+        return phones
+
+    def events(self, text: str, mode: str = "ipa") -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """Speak ``text`` (``[[...]]`` phoneme input allowed) with the current voice: (float32
+        samples at ``sample_rate``, phoneme events ``(sample position, name)``); names are IPA
+        (``mode='ipa'``) or espeak-ng mnemonics (``mode='mnemonic'``)."""
+        self._init(mode)
+        return self._run(text)
+
+    def synth(self, text: str) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+        """Speak ``text``; returns (samples, phones ``(start_s, end_s, ipa)`` tiling the audio).
+        A pause - and a phone without an IPA name - is ``""``; :func:`speak_groups` tells the
+        two apart."""
+        audio, ev = self.events(text, "ipa")
+        return audio, self._tile(len(audio), float(self.sample_rate), ev)
 
     def phonemes_of(self, voice: str, text: str) -> list[str]:
         """IPA labels (no pauses) espeak-ng speaks for ``text`` with ``voice``."""
         self.set_voice(voice)
         _, phones = self.synth(text)
         return [lab for _, _, lab in phones if lab]
+
+
+def _merge_event_names(ipa: Sequence[tuple[int, str]], mnem: Sequence[tuple[int, str]]
+                       ) -> list[tuple[int, str]]:
+    """Pair the events of the IPA pass with those of the mnemonic pass by sample position."""
+    if len(ipa) == len(mnem) and all(a[0] == b[0] for a, b in zip(ipa, mnem)):
+        return [(a[0], espeak_label(a[1], b[1])) for a, b in zip(ipa, mnem)]
+    out, j = [], 0
+    for pos, m in mnem:
+        name = ""
+        if j < len(ipa) and ipa[j][0] == pos:
+            name = ipa[j][1]
+            j += 1
+        out.append((pos, espeak_label(name, m)))
+    return out
+
+
+def speak_groups(voice: str, groups: Sequence[str], rate: int = 175, pitch: int = 50,
+                 pitch_range: int = 50, wordgap: int = 0
+                 ) -> tuple[int, list[tuple[np.ndarray, list[tuple[float, float, str]]]]]:
+    """Speak each text of ``groups`` with an espeak-ng voice; returns (sample rate, [(samples,
+    phones)]) where phones ``(start_s, end_s, label)`` tile each group's audio.
+
+    Two passes run in two forks of this process, which has initialised the library but never
+    spoken: one names the phoneme events in IPA and keeps the audio, the other names them with
+    espeak-ng mnemonics. Both start from the same library state, so they produce the same
+    samples and the same event positions, and the names can be paired exactly. The mnemonics
+    tell a pause (``_``, ``_:``, ``_!``) from a phone that has no IPA name. Labels are as in
+    :func:`espeak_label`.
+    """
+    eng = _espeak()
+    params = (voice, rate, pitch, pitch_range, wordgap)
+
+    def run(mode: str):
+        def go():
+            eng._init(mode, force=True)
+            eng.set_voice(*params)
+            return [eng._run(text) for text in groups]
+        return go
+
+    first = _in_forked_child(run("ipa"))
+    second = _in_forked_child(run("mnemonic"))
+    for res in (first, second):
+        if isinstance(res, tuple) and len(res) == 2 and res[0] is None:
+            raise RuntimeError(str(res[1]))
+    out = []
+    sr = eng.sample_rate
+    for (audio, ev_ipa), (audio2, ev_mn) in zip(first, second):
+        if len(audio) != len(audio2):
+            raise RuntimeError("espeak-ng passes differ in length")
+        merged = _merge_event_names(ev_ipa, ev_mn)
+        out.append((audio, EspeakEngine._tile(len(audio), float(sr), merged)))
+    return sr, out
 
 
 def espeak_label(ipa: str, mnemonic: str) -> str:
@@ -472,7 +539,8 @@ def probe_inventory(language: str, engine: EspeakEngine | None = None) -> Langua
     eng = engine or _espeak()
     eng.set_voice(language)
     native: set[str] = set()
-    sample = "1234567 89 2024 1999 365 4815 " + " ".join(locale_words(LOCALES.get(language, ""))[:40])
+    words = locale_words(LOCALES.get(language, ""))[:40]
+    sample = "1234567 89 2024 1999 365 4815 " + " ".join(words)
     _, phones = eng.synth(sample)
     native.update(lab for _, _, lab in phones if lab)
     cons, cw, vows, vw, ipa = [], [], [], [], {}
@@ -548,7 +616,7 @@ def number_phrase(rng: np.random.Generator) -> str:
 
 def english_phrase(rng: np.random.Generator, split: str) -> str:
     names, p = _english_pool(split)
-    n = int(rng.integers(2, 8))
+    n = int(rng.integers(2, 6))
     idx = rng.choice(len(names), size=n, p=p)
     words = [names[i] for i in idx]
     if split == "train" and rng.random() < 0.2:
@@ -606,7 +674,7 @@ def _plan_job(rng: np.random.Generator, split: str, index: int, spec: CorpusSpec
     english = lang.startswith("en")
     base_lang = lang
     groups, kinds = [], []
-    n_phrases = int(rng.integers(2, 7))
+    n_phrases = int(rng.integers(2, 6))
     n_groups = min(n_phrases, int(rng.choice([1, 2, 2, 3, 3, 4])))
     cuts = sorted(rng.choice(np.arange(1, n_phrases), size=n_groups - 1, replace=False)) \
         if n_groups > 1 else []
@@ -717,11 +785,15 @@ def variant_echo_delay(variant: str) -> float:
 
 def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
                     min_silence: float = 0.06, margin: float = 0.01,
-                    tail: float = 0.0) -> dict:
+                    tail: float = 0.0, onset_db: float = -20.0) -> dict:
     """Alignment checks of one utterance.
 
-    Returns ``{"monotonic", "covers", "silence_db_max", "silence_count", "vowel_db_median",
-    "ok_structure"}``: phones must be ordered, contiguous and tile [0, duration]; for every
+    Returns ``{"monotonic", "covers", "silence_db_max", "silence_count", "onset_lead_ms",
+    "offset_overhang_ms", "vowel_db_median"}``: phones must be ordered, contiguous and tile
+    [0, duration]; ``onset_lead_ms`` is how long before the labelled end of a pause (>= 100 ms)
+    sound already starts (worst case; positive = audio before its phone), and
+    ``offset_overhang_ms`` how long after the labelled start of a pause sound goes on (5 ms RMS
+    windows, ``onset_db`` re speech RMS: weaker breath / diphone noise is allowed). For every
     silence phone of at least ``min_silence`` s, the RMS of its inner part (``margin`` trimmed
     on both sides, and ``tail`` more at the start: the echo of voices with an echo effect)
     relative to the RMS of all speech phones, in dB (the maximum is reported).
@@ -739,7 +811,7 @@ def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
             speech[int(round(s * sr)):int(round(e * sr))] = True
     ref = math.sqrt(float(np.mean(x[speech] ** 2))) if speech.any() else 0.0
     ref = max(ref, 1e-9)
-    worst = -200.0
+    worst = -120.0
     count = 0
     vowel_db = []
     for s, e, lab in ph:
@@ -747,15 +819,42 @@ def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
         if lab == SILENCE and s > 0:
             a = int(round((s + margin + tail) * sr))
         if lab == SILENCE and e - s >= min_silence and b > a:
-            rms = math.sqrt(float(np.mean(x[a:b] ** 2))) + 1e-12
-            worst = max(worst, 20 * math.log10(rms / ref))
+            rms = math.sqrt(float(np.mean(x[a:b] ** 2)))
+            worst = max(worst, 20 * math.log10(max(rms / ref, 1e-6)))  # floor -120 dB
             count += 1
         elif lab != SILENCE and phone_class(lab, "ipa") in ("open_vowel", "rounded_vowel",
                                                              "other_vowel") and b > a:
             rms = math.sqrt(float(np.mean(x[a:b] ** 2))) + 1e-12
             vowel_db.append(20 * math.log10(rms / ref))
+    # energy onsets / offsets at pause boundaries (5 ms RMS, 1 ms hop, onset_db re speech)
+    lead_ms, over_ms = [], []
+    win, hop = int(0.005 * sr), max(1, int(0.001 * sr))
+    if len(x) > win:
+        frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
+        env = np.sqrt(np.mean(frames ** 2, axis=1)) / ref
+        loud = env > 10 ** (onset_db / 20)
+        centre = (np.arange(len(env)) * hop + win / 2) / sr
+        quiet_run = int(round(0.03 / (hop / sr)))  # 30 ms of quiet marks a real pause
+        kernel = np.ones(quiet_run)
+        # q[i]: frames i .. i+quiet_run-1 are all quiet
+        q = np.convolve((~loud).astype(float), kernel, mode="valid") >= quiet_run - 0.5
+        for k in range(len(ph)):
+            s, e, lab = ph[k]
+            if lab != SILENCE or e - s < 0.1:
+                continue
+            if k > 0:  # speech before the pause: where does sound stop?
+                idx = np.nonzero(q & (centre[:len(q)] >= s - 0.25) & (centre[:len(q)] <= e))[0]
+                if len(idx):
+                    over_ms.append(1000 * (centre[idx[0]] - s))
+            if k + 1 < len(ph):  # speech after the pause: where does sound start?
+                last = q & (centre[:len(q)] >= s) & (centre[:len(q)] + 0.03 <= e + 0.25)
+                idx = np.nonzero(last)[0]
+                if len(idx):
+                    lead_ms.append(1000 * (e - centre[idx[-1] + quiet_run - 1]))
     return {"monotonic": bool(mono), "covers": bool(covers), "silence_db_max": round(worst, 2),
             "silence_count": count,
+            "onset_lead_ms": round(max(lead_ms), 1) if lead_ms else None,
+            "offset_overhang_ms": round(max(over_ms), 1) if over_ms else None,
             "vowel_db_median": round(float(np.median(vowel_db)), 2) if vowel_db else None}
 
 
@@ -784,6 +883,10 @@ def _finish(job: dict, out_dir: Path, parts: list, silence_label: str,
         return None, "phone structure"
     if checks["silence_count"] and checks["silence_db_max"] > spec_checks[1]:
         return None, "silence not quiet"
+    if (checks["onset_lead_ms"] or 0.0) > MAX_BOUNDARY_ERROR_MS:
+        return None, "sound before its phone"
+    if (checks["offset_overhang_ms"] or 0.0) > MAX_BOUNDARY_ERROR_MS + 1000.0 * tail:
+        return None, "sound after its phone"
     classes = Counter(phone_class(p.label, "ipa") for p in phones)
     if classes["bilabial"] == 0 or classes["open_vowel"] + classes["rounded_vowel"] == 0:
         return None, "no bilabial / open / rounded phones"
@@ -806,18 +909,54 @@ def _finish(job: dict, out_dir: Path, parts: list, silence_label: str,
     return entry, ""
 
 
+def _in_forked_child(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a forked copy of this process and return its (pickled) result.
+
+    libespeak-ng carries state from one synthesis to the next (pitch flutter / wave phase), so
+    the same text spoken twice in one process comes out a few samples to several ms apart.
+    Speaking every utterance from a fork of a process that has initialised the library but
+    never spoken makes each utterance depend only on its own job: the corpus is reproducible,
+    and two passes (IPA and mnemonic event names) give identical audio. A crash in the child
+    costs that one utterance only.
+    """
+    if not hasattr(os, "fork"):
+        return fn()
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        code = 0
+        try:
+            data = pickle.dumps(fn())
+        except BaseException as exc:  # report, never raise out of the child
+            data = pickle.dumps((None, f"espeak error: {exc}"))
+            code = 1
+        with os.fdopen(w, "wb") as fh:
+            fh.write(data)
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    if not data:
+        return None, "espeak crashed"
+    return pickle.loads(data)
+
+
 def _render_espeak(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, float]) -> list:
-    eng = _espeak()
+    _espeak()  # initialise (without speaking) before forking
+    import scipy.signal  # noqa: F401  (import once here, not in every child)
+    import soundfile  # noqa: F401
+
     results = []
     for job in jobs:
         try:
             p = job["params"]
-            eng.set_voice(job["voice"], p["rate"], p["pitch"], p["range"], p["wordgap"])
-            parts = []
-            for text in job["groups"]:
-                audio, phones = eng.synth(text, mnemonics=True)
-                audio16 = _resample(audio, eng.sample_rate)
-                parts.append((audio16, phones))
+            sr, spoken = speak_groups(job["voice"], job["groups"], p["rate"], p["pitch"],
+                                      p["range"], p["wordgap"])
+            parts = [(_resample(audio, sr), phones) for audio, phones in spoken]
             results.append(_finish(job, out_dir, parts, "", espeak_phone_label, checks))
         except Exception as exc:  # one bad utterance must not stop the corpus
             results.append((None, f"espeak error: {exc}"))

@@ -192,7 +192,8 @@ _AFFRICATES = {
 _CHAR_MAP = {
     "ɡ": "g", "ᵻ": "ɨ", "ʦ": "ts", "ʣ": "dz", "ʧ": "tʃ", "ʤ": "dʒ", "ɚ": "ɚ", "ɑ": "ɑ",
     "ʋ": "ʋ", "ɩ": "ɪ", "ɷ": "ʊ", "ı": "i", "ʄ": "ɟ", "ɠ": "g", "ǃ": "", "ǀ": "", "ǁ": "",
-    "ǂ": "", "ʘ": "p", "ⱱ": "v", "ꞎ": "ɬ", "ɧ": "ʃ", "ɿ": "ɨ", "ʅ": "ɨ", "ʮ": "ʉ", "ʯ": "ʉ",
+    "ǂ": "", "ʘ": "p", "ε": "ɛ", "α": "ɑ", "ι": "ɪ", "ο": "o", "υ": "ʊ",
+    "ⱱ": "v", "ꞎ": "ɬ", "ɧ": "ʃ", "ɿ": "ɨ", "ʅ": "ɨ", "ʮ": "ʉ", "ʯ": "ʉ",
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -322,7 +323,8 @@ REST_LEAVE = 0.060
 #: Bilabial / labiodental constraint ramps: closing gesture before, release after (s).
 CLOSURE_LEAD = 0.020
 CLOSURE_RELEASE = 0.015
-#: How strongly a labiodental pulls the blend to its key pose at its centre.
+#: How strongly a labiodental / bilabial pulls the blend towards its key pose inside its
+#: interval (before the exact lip closure of bilabials is imposed).
 LABIODENTAL_PULL = 0.7
 BILABIAL_PULL = 0.6
 
@@ -352,7 +354,16 @@ def _clean_ipa(label: str) -> str:
                    "Pi", "Pf"):
             continue
         out.append(_CHAR_MAP.get(ch, ch))
-    return unicodedata.normalize("NFC", "".join(out))
+    # inside one label, "h" after a stop or affricate is aspiration (espeak writes "ph", "tɕh")
+    res: list[str] = []
+    for ch in out:
+        if ch == "h" and res and res[-1] in _ASPIRABLE:
+            continue
+        res.append(ch)
+    return unicodedata.normalize("NFC", "".join(res))
+
+
+_ASPIRABLE = set("pbtdkgcɟqʈɖʃʒɕʑʂʐsz")
 
 
 def _espeak_to_ipa(label: str) -> str:
@@ -481,7 +492,7 @@ def _count_unknown(label: str) -> None:
     UNKNOWN_LABELS[label] += 1
 
 
-def viseme_of(label: str, inventory: str = "auto") -> str:
+def viseme_of(label: str, inventory: str = "ipa") -> str:
     """Viseme name (one of ``VISEMES``) of a label's first segment."""
     norm = normalize_label(label, inventory)
     seg = label_segments(norm)[0]
@@ -489,8 +500,12 @@ def viseme_of(label: str, inventory: str = "auto") -> str:
     return vis
 
 
-def phone_class(label: str, inventory: str = "auto") -> str:
-    """Coarse class of a phone label (any inventory): one of ``PHONE_CLASSES``.
+def phone_class(label: str, inventory: str = "ipa") -> str:
+    """Coarse class of a phone label: one of ``PHONE_CLASSES``.
+
+    ``inventory`` defaults to ``"ipa"``, i.e. labels in the common representation (what
+    :func:`normalize_label` returns and the corpus manifest stores); pass ``"arpabet"``,
+    ``"radio"``, ``"espeak"``... for raw engine labels.
 
     ``bilabial`` = lips fully closed (p, b, m and their variants; not β/ɸ, which do not close);
     ``labiodental`` = f, v, ɱ, ʋ; ``open_vowel`` = near-open and open vowels (a, ä, ɑ, æ, ɐ, ɒ, ɶ);
@@ -537,7 +552,7 @@ def _as_phone(p) -> Phone:
     return Phone(float(s), float(e), str(lab))
 
 
-def normalize_phones(phones: Iterable, inventory: "str | Callable[[str], str]" = "auto",
+def normalize_phones(phones: Iterable, inventory: "str | Callable[[str], str]" = "ipa",
                      merge_silence: bool = True) -> list[Phone]:
     """Normalise the labels of a phone list (``Phone`` or ``(start, end, label)``).
 
@@ -585,19 +600,21 @@ def opening(targets: np.ndarray) -> np.ndarray:
             - t[..., MOUTH_INDEX["mouthClose"]])
 
 
-def _subsegments(phones: Sequence[Phone], total: float) -> list[tuple[float, float, str]]:
-    """Cover [0, total] with (start, end, segment): gaps become silence, labels are split."""
-    subs: list[tuple[float, float, str]] = []
+def _subsegments(phones: Sequence[Phone], total: float
+                 ) -> list[tuple[float, float, str, float, float]]:
+    """Cover [0, total] with (start, end, segment, phone_start, phone_end): gaps become
+    silence, labels with several segments are split inside their phone."""
+    subs: list[tuple[float, float, str, float, float]] = []
     t = 0.0
     for p in sorted(phones, key=lambda q: (q.start, q.end)):
         s, e = max(p.start, t), p.end
         if s > t + 1e-9:
-            subs.append((t, s, SILENCE))
+            subs.append((t, s, SILENCE, t, s))
         if e <= s:
             continue
         segs = label_segments(p.label)
         if len(segs) == 1:
-            subs.append((s, e, segs[0]))
+            subs.append((s, e, segs[0], s, e))
         else:
             # first element 55 %, the rest share the remainder (diphthongs glide late)
             first = 0.55 if len(segs) == 2 else 1.0 / len(segs)
@@ -605,17 +622,17 @@ def _subsegments(phones: Sequence[Phone], total: float) -> list[tuple[float, flo
             a = s
             for k, (seg, sh) in enumerate(zip(segs, shares)):
                 b = e if k == len(segs) - 1 else a + sh * (e - s)
-                subs.append((a, b, seg))
+                subs.append((a, b, seg, s, e))
                 a = b
         t = e
     if total > t + 1e-9:
-        subs.append((t, total, SILENCE))
-    merged: list[tuple[float, float, str]] = []
-    for s, e, g in subs:
-        if merged and g == SILENCE and merged[-1][2] == SILENCE:
-            merged[-1] = (merged[-1][0], e, SILENCE)
+        subs.append((t, total, SILENCE, t, total))
+    merged: list[tuple[float, float, str, float, float]] = []
+    for sub in subs:
+        if merged and sub[2] == SILENCE and merged[-1][2] == SILENCE:
+            merged[-1] = (merged[-1][0], sub[1], SILENCE, merged[-1][0], sub[1])
         else:
-            merged.append((s, e, g))
+            merged.append(sub)
     return merged
 
 
@@ -657,10 +674,11 @@ def _ramp_weight(times: np.ndarray, s: float, e: float, lead: float, release: fl
 
 
 def phones_to_targets(phones: Iterable, fps: float, n_frames: int,
-                      inventory: str = "auto") -> np.ndarray:
+                      inventory: str = "ipa") -> np.ndarray:
     """ARKit mouth targets for a phone sequence.
 
-    ``phones``: ``Phone`` objects or ``(start, end, label)`` (seconds; any inventory, see
+    ``phones``: ``Phone`` objects or ``(start, end, label)`` (seconds). Labels are in the common
+    representation by default (the manifest's); give ``inventory`` for raw engine labels (see
     :func:`normalize_label`). Frame ``i`` is sampled at ``i / fps`` seconds. Returns float32
     of shape ``(n_frames, len(MOUTH_CHANNELS))`` in ``MOUTH_CHANNELS`` order, values in 0..1.
     Time not covered by any phone is silence. Deterministic.
@@ -679,7 +697,7 @@ def phones_to_targets(phones: Iterable, fps: float, n_frames: int,
     ngr = len(_GROUPS)
     num = np.zeros((n_frames, _NCH), np.float64)
     den = np.zeros((n_frames, ngr), np.float64)
-    for s, e, seg in subs:
+    for s, e, seg, _, _ in subs:
         target = key_pose(seg).astype(np.float64)
         alpha, ha, hc = _dominance_params(seg, e - s)
         i0 = max(int(math.floor((s - _WINDOW) * fps)), 0)
@@ -705,12 +723,18 @@ def phones_to_targets(phones: Iterable, fps: float, n_frames: int,
     cf = np.zeros(n_frames)
     pose_b = np.zeros((n_frames, _NCH))
     pose_f = CONSONANT_POSES["FF"].astype(np.float64)
-    for s, e, seg in subs:
+    for s, e, seg, ps, pe in subs:
         vis = _segment_viseme(seg)
         if vis not in ("PP", "MM", "FF"):
             continue
         w = _ramp_weight(times, s, e, CLOSURE_LEAD, CLOSURE_RELEASE)
-        centre = int(round(0.5 * (s + e) * fps))
+        # a gesture shorter than a frame still shows on the frame nearest its centre, chosen
+        # inside its phone when the phone holds a frame
+        mid = 0.5 * (s + e)
+        centre = int(round(mid * fps))
+        lo, hi = int(math.ceil(ps * fps - 1e-9)), int(math.ceil(pe * fps - 1e-9)) - 1
+        if lo <= hi:
+            centre = min(max(centre, lo), hi)
         if 0 <= centre < n_frames:
             w[centre] = 1.0
         if vis == "FF":
@@ -733,7 +757,7 @@ def phones_to_targets(phones: Iterable, fps: float, n_frames: int,
 
     # rest within REST_WITHIN of the start of a long pause, left REST_LEAVE before speech
     r = np.ones(n_frames)
-    for s, e, seg in subs:
+    for s, e, seg, _, _ in subs:
         if seg != SILENCE or (e - s) < LONG_PAUSE:
             continue
         m = (times >= s) & (times <= e)

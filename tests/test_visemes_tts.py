@@ -1,0 +1,302 @@
+"""Phone -> ARKit mouth targets, the TTS corpus generator and audio augmentation."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from facecast.schema import MOUTH_CHANNELS
+from facecast_runtime.training import augment as aug
+from facecast_runtime.training import tts
+from facecast_runtime.training.visemes import (
+    PHONE_CLASSES, UNKNOWN_LABELS, Phone, normalize_label, normalize_phones,
+    opening, phone_class, phones_to_targets,
+)
+
+COL = {name: i for i, name in enumerate(MOUTH_CHANNELS)}
+
+# "sil  m a p a  b u  sil  f ɔ  m i  sil" with a long pause in the middle
+PHONES = [
+    (0.00, 0.40, "sil"), (0.40, 0.47, "m"), (0.47, 0.62, "a"), (0.62, 0.70, "p"),
+    (0.70, 0.86, "a"), (0.86, 0.93, "b"), (0.93, 1.08, "u"), (1.08, 1.90, "sil"),
+    (1.90, 1.99, "f"), (1.99, 2.17, "ɔ"), (2.17, 2.23, "m"), (2.23, 2.36, "i"),
+    (2.36, 3.00, "sil"),
+]
+
+
+def _frames(phones, fps):
+    n = int(round(phones[-1][1] * fps))
+    return n, np.arange(n) / fps
+
+
+def _inside(times, s, e):
+    return (times >= s) & (times < e)
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_targets_shape_dtype_range_deterministic(fps):
+    n, _ = _frames(PHONES, fps)
+    t1 = phones_to_targets(PHONES, fps, n)
+    t2 = phones_to_targets([Phone(*p) for p in PHONES], fps, n)
+    assert t1.shape == (n, len(MOUTH_CHANNELS))
+    assert t1.dtype == np.float32
+    assert np.isfinite(t1).all()
+    assert t1.min() >= 0.0 and t1.max() <= 1.0
+    assert np.array_equal(t1, t2)
+    # more frames than phones: the tail is silence (rest); fewer: a prefix
+    longer = phones_to_targets(PHONES, fps, n + 30)
+    assert np.allclose(longer[:n], t1) and np.all(longer[n + 6:] == 0.0)
+    assert phones_to_targets(PHONES, fps, 0).shape == (0, len(MOUTH_CHANNELS))
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_bilabials_close_and_open_vowels_open(fps):
+    n, times = _frames(PHONES, fps)
+    t = phones_to_targets(PHONES, fps, n)
+    o = opening(t)
+    o_open = max(o[_inside(times, s, e)].max() for s, e, lab in PHONES
+                 if phone_class(lab) == "open_vowel")
+    assert o_open > 0.5
+    for s, e, lab in PHONES:
+        m = _inside(times, s, e)
+        if phone_class(lab) == "bilabial":
+            assert m.any()
+            assert o[m].min() <= 0.05 * o_open, (lab, s, o[m].min())
+            # the lips meet: mouthClose ~ jawOpen, lower lip not pulled down
+            k = np.argmin(o[m])
+            row = t[m][k]
+            assert abs(row[COL["mouthClose"]] - row[COL["jawOpen"]]) < 0.02
+            assert row[COL["mouthPressLeft"]] > 0.1
+        if phone_class(lab) == "open_vowel":
+            assert o[m].max() > 0.5  # no false closure in an open vowel
+        if phone_class(lab) == "rounded_vowel":
+            assert t[m, COL["mouthPucker"]].max() > 0.3 or t[m, COL["mouthFunnel"]].max() > 0.3
+        if phone_class(lab) == "labiodental":
+            assert t[m, COL["mouthRollLower"]].max() > 0.3
+
+
+def test_short_bilabial_still_closes_at_30fps():
+    phones = [(0, 0.2, "sil"), (0.2, 0.4, "a"), (0.4, 0.415, "p"), (0.415, 0.6, "a"),
+              (0.6, 1.0, "sil")]
+    t = phones_to_targets(phones, 30, 30)
+    o = opening(t)
+    assert o.max() > 0.4
+    centre = int(round(0.4075 * 30))
+    assert o[centre] <= 0.05 * o.max()
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_silence_reaches_rest_within_100ms(fps):
+    n, times = _frames(PHONES, fps)
+    t = phones_to_targets(PHONES, fps, n)
+    for s, e, lab in PHONES:
+        if lab != "sil" or e - s < 0.3:
+            continue
+        if s > 0:  # speech ended at s: rest from s + 100 ms until shortly before speech
+            m = (times >= s + 0.100) & (times <= e - 0.08)
+        else:
+            m = times <= e - 0.08
+        assert m.any()
+        assert np.abs(t[m]).max() <= 0.01, (s, e, np.abs(t[m]).max())
+        assert np.abs(opening(t[m])).max() <= 0.01
+
+
+def test_label_normalisation_across_inventories():
+    # "map" in espeak-ng mnemonics, festival radio, ARPAbet (cmudict / pocketsphinx), IPA, mrpa
+    spellings = {
+        "espeak": ["m", "a", "p"], "radio": ["m", "ae", "p"], "arpabet": ["M", "AE1", "P"],
+        "ipa": ["m", "æ", "p"], "mrpa": ["m", "a", "p"],
+    }
+    for inv, labels in spellings.items():
+        norm = [normalize_label(x, inv) for x in labels]
+        assert norm[0] == "m" and norm[2] == "p", (inv, norm)
+        assert [phone_class(x, inv) for x in labels] == ["bilabial", "open_vowel", "bilabial"]
+        assert [phone_class(x) for x in norm] == ["bilabial", "open_vowel", "bilabial"]
+    # radio / ARPAbet agree label for label
+    assert [normalize_label(x, "radio") for x in ["m", "ae", "p"]] == \
+        [normalize_label(x, "arpabet") for x in ["M", "AE1", "P"]]
+    # ambiguous letters follow the inventory given
+    assert normalize_label("S", "espeak") == "ʃ" and normalize_label("S", "arpabet") == "s"
+    assert normalize_label("y", "radio") == "j" and phone_class("y", "ipa") == "rounded_vowel"
+    # silences of every inventory
+    for lab, inv in [("pau", "radio"), ("SIL", "arpabet"), ("_:", "espeak"), ("", "ipa"),
+                     ("#", "mrpa"), ("h#", "radio")]:
+        assert normalize_label(lab, inv) == "sil" and phone_class(lab, inv) == "silence"
+    # IPA clean-up: stress, length, diacritics, tone and language-switch marks
+    assert normalize_label("ˈɔ̃ː", "ipa") == "ɔ"
+    assert normalize_label("ɯᵝ", "ipa") == "ɯ"
+    assert normalize_label("(en)", "ipa") == ""
+    assert phone_class("aɪ") == "open_vowel" and phone_class("oʊ") == "rounded_vowel"
+    assert phone_class("f") == "labiodental" and phone_class("v", "arpabet") == "labiodental"
+    assert phone_class("β") == "other_consonant"  # a bilabial fricative does not close
+    assert set(PHONE_CLASSES) >= {"silence", "bilabial", "labiodental", "open_vowel",
+                                  "rounded_vowel", "other_vowel", "other_consonant"}
+
+
+def test_unknown_labels_do_not_crash_and_are_counted():
+    UNKNOWN_LABELS.clear()
+    assert phone_class("☃") == "neutral"
+    assert UNKNOWN_LABELS["☃"] == 1
+    t = phones_to_targets([(0, 0.1, "sil"), (0.1, 0.3, "☃"), (0.3, 0.5, "a")], 60, 30)
+    assert np.isfinite(t).all() and t[:, COL["jawOpen"]].max() > 0.1
+    merged = normalize_phones([(0, 0.1, "t"), (0.1, 0.15, "ʲ"), (0.15, 0.3, "a")], "ipa")
+    assert [p.label for p in merged] == ["t", "a"] and merged[0].end == 0.15
+
+
+# ----------------------------------------------------------------------------------------------
+# corpus generation
+# ----------------------------------------------------------------------------------------------
+
+needs_espeak = pytest.mark.skipif(
+    not tts.espeak_available(),
+    reason="espeak-ng library (libespeak-ng.so.1) is not installed; apt-get install espeak-ng")
+
+
+def _speech_rms(x, sr, phones):
+    m = np.zeros(len(x), bool)
+    for s, e, lab in phones:
+        if lab != "sil":
+            m[int(round(s * sr)):int(round(e * sr))] = True
+    return float(np.sqrt(np.mean(x[m] ** 2)))
+
+
+def _check_entry(entry, folder):
+    x, sr = sf.read(str(folder / f"{entry['id']}.wav"), dtype="float64")
+    assert sr == 16000 and x.ndim == 1
+    assert abs(len(x) / sr - entry["duration"]) < 1e-3
+    phones = entry["phones"]
+    assert phones[0][0] == 0.0
+    assert abs(phones[-1][1] - entry["duration"]) < 1e-3
+    for (s0, e0, _), (s1, e1, _) in zip(phones, phones[1:]):
+        assert s0 < e0 and abs(e0 - s1) < 1e-6  # monotonic and contiguous
+    ref = _speech_rms(x, sr, phones)
+    quiet = 0
+    for s, e, lab in phones:
+        if lab == "sil" and e - s >= 0.06:
+            seg = x[int(round((s + 0.01) * sr)):int(round((e - 0.01) * sr))]
+            if len(seg):
+                db = 20 * math.log10(math.sqrt(float(np.mean(seg ** 2))) / ref + 1e-12)
+                assert db < -30.0, (entry["id"], s, e, db)
+                quiet += 1
+    assert quiet >= 2  # leading / trailing / inserted pauses
+    classes = {phone_class(lab) for _, _, lab in phones}
+    assert "bilabial" in classes and "silence" in classes
+    # targets straight from the manifest phones
+    n = int(entry["duration"] * 30)
+    t = phones_to_targets(phones, 30, n)
+    assert t.shape == (n, len(MOUTH_CHANNELS)) and 0 <= t.min() and t.max() <= 1
+
+
+@needs_espeak
+def test_espeak_phone_timing():
+    sr, spoken = tts.speak_groups("en-us", ["[[m'ama]], [[p'u:pa]].", "1999"], 175, 50, 50, 0)
+    assert sr == 22050 and len(spoken) == 2
+    audio, phones = spoken[0]
+    assert len(audio) > 0.3 * sr
+    assert phones[0][0] == 0.0 and abs(phones[-1][1] - len(audio) / sr) < 1e-9
+    for (s0, e0, _), (s1, _, _) in zip(phones, phones[1:]):
+        assert s0 < e0 and e0 == s1
+    labels = [lab for _, _, lab in phones if lab]
+    assert labels[:2] == ["m", "æ"]  # en-us reads the mnemonic a as IPA æ
+    # the comma pause is silent in the audio
+    pauses = [(s, e) for s, e, lab in phones if lab == "" and e - s > 0.06 and s > 0]
+    assert pauses
+    s, e = pauses[0]
+    seg = audio[int((s + 0.01) * sr):int((e - 0.01) * sr)]
+    assert np.sqrt(np.mean(seg ** 2)) < 0.03 * np.sqrt(np.mean(audio ** 2))
+    # the same request gives the same samples (espeak-ng is spoken from a fixed state)
+    _, again = tts.speak_groups("en-us", ["[[m'ama]], [[p'u:pa]].", "1999"], 175, 50, 50, 0)
+    assert np.array_equal(again[0][0], audio) and again[0][1] == phones
+
+
+@needs_espeak
+def test_small_espeak_generation(tmp_path):
+    spec = tts.CorpusSpec(minutes=0.25, heldout_minutes=0.1, workers=1, festival=False,
+                          train_languages={"de": 1, "es": 1}, heldout_languages={"fr": 1},
+                          english_share=0.0, batch_seconds=12.0)
+    seen = []
+    stats = tts.generate_corpus(tmp_path, spec, seed=3, progress=seen.append)
+    entries = tts.read_manifest(tmp_path)
+    assert 2 <= len(entries) <= 8
+    assert {e["split"] for e in entries} == {"train", "heldout"}
+    for e in entries:
+        assert e["engine"] == "espeak-ng"
+        assert e["language"] in ("de", "es", "fr")
+        for key in ("id", "voice", "text", "duration", "phones"):
+            assert key in e
+        if e["split"] == "heldout":
+            assert e["variant"] in tts.HELDOUT_VARIANTS
+        else:
+            assert e["variant"] not in tts.HELDOUT_VARIANTS
+        _check_entry(e, tmp_path)
+    assert stats["heldout_texts_seen_in_train"] == 0
+    assert any(d.get("stage") == "render" for d in seen)
+    assert json.loads((tmp_path / "stats.json").read_text())["utterances"] == len(entries)
+
+
+@pytest.mark.skipif(shutil.which("festival") is None or not tts.espeak_available(),
+                    reason="festival (and espeak-ng) not installed")
+def test_small_festival_generation(tmp_path):
+    spec = tts.CorpusSpec(minutes=0.1, heldout_minutes=0.0, workers=1, festival=True,
+                          festival_share=1.0, train_languages={"de": 1},
+                          heldout_languages={"de": 1}, batch_seconds=8.0)
+    tts.generate_corpus(tmp_path, spec, seed=1)
+    entries = tts.read_manifest(tmp_path)
+    assert entries and all(e["engine"] == "festival" for e in entries)
+    for e in entries:
+        assert e["voice"] in tts.FESTIVAL_TRAIN_VOICES
+        _check_entry(e, tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# augmentation
+# ----------------------------------------------------------------------------------------------
+
+
+def _speechlike(sr=16000, seconds=2.0):
+    rng = np.random.default_rng(0)
+    t = np.arange(int(sr * seconds)) / sr
+    env = (np.sin(2 * np.pi * 3 * t) > 0).astype(float)
+    return (0.3 * env * np.sin(2 * np.pi * 180 * t) + 0.02 * env * rng.standard_normal(len(t))
+            ).astype(np.float32)
+
+
+def test_augment_keeps_length_finite_and_is_deterministic():
+    x = _speechlike()
+    outs = []
+    for seed in range(40):
+        y = aug.augment(x, 16000, np.random.default_rng(seed))
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert np.isfinite(y).all() and np.abs(y).max() <= 1.0
+        outs.append(y)
+    a = aug.augment(x, 16000, np.random.default_rng(123))
+    b = aug.augment(x, 16000, np.random.default_rng(123))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(outs[0], outs[1])
+    pcm = (x * 32767).astype(np.int16)
+    assert aug.augment(pcm, 16000, np.random.default_rng(0)).shape == x.shape
+    assert aug.augment(np.zeros(0, np.float32), 16000, np.random.default_rng(0)).shape == (0,)
+
+
+def test_augment_does_not_move_events_in_time():
+    sr = 16000
+    x = np.zeros(sr * 2, np.float32)
+    clicks = np.arange(800, len(x) - 1600, 2999)
+    x[clicks] = 0.9
+    babble = [_speechlike(sr, 1.0)]
+    for seed in range(60):
+        info: dict = {}
+        y = aug.augment(x, sr, np.random.default_rng(seed), babble, info).astype(np.float64)
+        y -= np.median(y)
+        for c in clicks:
+            assert abs(int(np.argmax(np.abs(y[c - 40:c + 41]))) - 40) <= 1, (seed, info)
+
+
+def test_augment_ranges_are_documented():
+    assert 10.0 <= aug.RANGES["noise"]["snr_db"][0] and aug.RANGES["noise"]["snr_db"][1] <= 40.0
+    for key in ("reverb", "noise", "music", "gain", "channel", "dc"):
+        assert key in aug.RANGES
