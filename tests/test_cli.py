@@ -207,6 +207,14 @@ def test_usage_errors_exit_2_one_line(tmp_path, wav, args, expect):
     assert expect in line, line
 
 
+@pytest.mark.parametrize("case", ["empty_file", "corrupt", "not_audio", "zero_samples",
+                                  "rate_1hz", "rate_10mhz"])
+def test_send_bad_file_exits_2_before_connecting(tmp_path, case):
+    path, expect = BAD_BAKE[case](tmp_path)
+    p = facecast("send", path, "--control-port", str(free_port()), "--timeout", "0.5")
+    assert expect in one_line_error(p)
+
+
 def test_send_without_server_exits_1(wav):
     p = facecast("send", str(wav), "--control-port", str(free_port()), "--timeout", "0.5")
     line = one_line_error(p, code=1)
@@ -312,6 +320,15 @@ def test_serve_send_listen_round_trip(tmp_path, wav):
         p = facecast("send", str(wav), *srv.ports(), "--subject", "paced", "--chunk-ms", "50")
         assert p.returncode == 0, p.stderr
         assert time.monotonic() - t0 >= 1.4
+        # NaN samples in the middle of a file: exit 2, the session is closed, server unharmed
+        nan = tmp_path / "nan.wav"
+        y = speech_like(1.0)
+        y[12000] = np.nan
+        sf.write(nan, y, SR, subtype="FLOAT")
+        p = facecast("send", str(nan), *srv.ports(), "--fast", "--chunk-ms", "100")
+        assert "NaN" in one_line_error(p)
+        with RuntimeClient(srv.control) as rc:
+            assert [x for x in rc.stats()["sessions"] if x["subject"] == "nan"] == []
         # the subject is busy while a session holds it: the runtime's refusal exits 2
         with RuntimeClient(srv.control) as rc:
             rc.open("voice", SR)

@@ -350,8 +350,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                         "and admits only clients listed in DIR/authorized_clients")
     p.add_argument("--model", default="default",
                    help="model for sessions that name none (default: default)")
-    p.add_argument("--workers", type=_nonneg_int, default=2,
-                   help="engine threads (default 2; 0 = run the engine in the I/O thread)")
+    p.add_argument("--workers", type=_nonneg_int, default=0,
+                   help="engine threads (default 0 = run the engine in the I/O thread, the "
+                        "lowest latency; N > 0 helps only models whose inference dominates)")
     p.add_argument("--queue-frames", type=_nonneg_int, default=1024,
                    help="per-session outbound frame queue; the oldest frame is dropped and "
                         "counted when full (default 1024)")
@@ -502,7 +503,10 @@ def _stream_file(client: Any, path: Path, subject: str, *, fast: bool, chunk_s: 
 def _send(args: argparse.Namespace) -> int:
     from facecast.client import RuntimeClient
 
+    from .audio import iter_audio_blocks
+
     path = _check_input_file(args.file)
+    iter_audio_blocks(str(path))  # unreadable audio fails here, before any connection
     subject = args.subject or _default_subject(path)
     address = _control_address(args)
     with RuntimeClient(address, curve=_client_keys(args), timeout=args.timeout) as client:
@@ -754,7 +758,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"demo: {msg}", flush=True)
 
     t0 = time.monotonic()
-    server = Server("127.0.0.1", 0, 0, model=args.model, workers=1)
+    server = Server("127.0.0.1", 0, 0, model=args.model)
     try:
         server.start()
     except ValueError as e:
@@ -945,6 +949,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `facecast listen | head`: the reader left, not an error
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_OK
     except (ConnectError, TimeoutError, ConnectionError) as e:
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_FAIL

@@ -387,8 +387,8 @@ class FrameEncoder:
             static["channels"] = list(CHANNELS)
         for k, v in (extra or {}).items():
             static.setdefault(k, v)
-        self._static_n = len(static)
-        self._static = b"".join(pack(k) + pack(v) for k, v in static.items())
+        # one tuple, assigned at once: an encode running in another thread sees old or new
+        self._prefix = (len(static), b"".join(pack(k) + pack(v) for k, v in static.items()))
 
     def encode(self, batch: FrameBatch, wall: float | None = None) -> list[bytes]:
         """One payload per frame of ``batch`` (frame index = ``batch.start_index + i``)."""
@@ -402,8 +402,8 @@ class FrameEncoder:
         htraw = None if ht is None else np.ascontiguousarray(ht, dtype="<f4").tobytes()
         blocks = batch.blocks
         fps = self.fps
-        base_n = self._static_n + 4
-        static = self._static
+        static_n, static = self._prefix
+        base_n = static_n + 4
         wall_b = pack(float(wall))
         out = []
         start = batch.start_index

@@ -47,6 +47,7 @@ class Item:
     targets: np.ndarray   # (M, C) float32
     mask: np.ndarray      # (C,) float32, 1 where the source supervises the channel
     weight: float
+    frame_weight: np.ndarray | None = None  # (M,) per-frame loss weight (bilabial emphasis)
 
 
 def load_config(path: Path, overrides: list[str]) -> dict:
@@ -75,11 +76,103 @@ def _resolve(p: str) -> Path:
     return path if path.is_absolute() else (REPO / path)
 
 
+def speed_perturb(x: np.ndarray, sr: int, rng: np.random.Generator, lo: float, hi: float
+                  ) -> tuple[np.ndarray, float]:
+    """Resample so the clip plays ``a`` times longer at the same rate (pitch and formants move
+    by 1/a, as in Kaldi-style speed perturbation). Returns (audio, a); targets stretch by a."""
+    from ..audio import resample
+
+    if hi <= lo:
+        return x, 1.0
+    a = float(rng.uniform(lo, hi))
+    out_rate = int(round(sr * a))
+    return resample(x, sr, out_rate), out_rate / sr
+
+
+def _pink(n: int, rng: np.random.Generator) -> np.ndarray:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    y = np.fft.irfft(spec / np.sqrt(f), n)
+    return (y / (np.abs(y).max() + 1e-9)).astype(np.float32)
+
+
+def nonspeech_clip(kind: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Sounds that are not speech, on which the mouth must stay at rest: noise, breaths, music,
+    mains hum, DC steps and near-silence. Levels vary from barely audible to loud."""
+    from scipy.signal import butter, lfilter
+
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    level = 10 ** (rng.uniform(-55, -12) / 20)
+    if kind == "noise":
+        x = _pink(n, rng) if rng.random() < 0.5 else rng.standard_normal(n).astype(np.float32)
+    elif kind == "breath":
+        b, a = butter(2, [rng.uniform(300, 900), rng.uniform(2000, 6000)], "bandpass", fs=sr)
+        x = lfilter(b, a, rng.standard_normal(n))
+        env = np.zeros(n)
+        pos = rng.uniform(0, 0.5)
+        while pos < seconds:
+            dur = rng.uniform(0.3, 0.9)
+            i0, i1 = int(pos * sr), min(n, int((pos + dur) * sr))
+            env[i0:i1] = np.sin(np.linspace(0, np.pi, i1 - i0)) ** 2
+            pos += dur + rng.uniform(0.4, 2.0)
+        x = x * env
+    elif kind == "music":
+        x = np.zeros(n)
+        step = rng.uniform(0.15, 0.6)
+        for k in range(int(seconds / step) + 1):
+            i0, i1 = int(k * step * sr), min(n, int((k + 1) * step * sr))
+            if i0 >= n:
+                break
+            tt = t[i0:i1] - t[i0]
+            for _ in range(int(rng.integers(1, 4))):
+                f0 = 110 * 2 ** (rng.integers(0, 36) / 12)
+                for h in range(1, 6):
+                    x[i0:i1] += np.sin(2 * np.pi * f0 * h * tt) / h ** rng.uniform(1, 2.5)
+            x[i0:i1] *= np.exp(-tt * rng.uniform(0, 6))
+        if rng.random() < 0.5:  # percussion
+            for k in range(int(seconds / step) + 1):
+                i0 = int(k * step * sr)
+                if i0 < n:
+                    m = min(n - i0, int(0.05 * sr))
+                    x[i0 : i0 + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / (0.01 * sr))
+    elif kind == "hum":
+        f = 50.0 if rng.random() < 0.5 else 60.0
+        x = sum(np.sin(2 * np.pi * f * h * t + rng.uniform(0, 6)) / h for h in range(1, 8))
+    elif kind == "dc":
+        x = np.full(n, rng.uniform(-1, 1)) + 0.01 * rng.standard_normal(n)
+        level = rng.uniform(0.05, 0.5)
+    else:  # near silence
+        x = rng.standard_normal(n) * (10 ** (rng.uniform(-90, -60) / 20))
+        return x.astype(np.float32)
+    x = np.asarray(x, np.float64)
+    peak = np.abs(x).max() + 1e-12
+    return np.clip(x / peak * level * (1 if kind == "dc" else 3), -1, 1).astype(np.float32)
+
+
+def nonspeech_items(cfg: dict, feat: LogMelConfig, out_names: list[str],
+                    rng: np.random.Generator) -> list[Item]:
+    n_items = int(cfg["data"].get("nonspeech_items", 0))
+    kinds = ("noise", "breath", "music", "hum", "dc", "silence")
+    items = []
+    for i in range(n_items):
+        kind = kinds[i % len(kinds)]
+        x = nonspeech_clip(kind, float(rng.uniform(4, 10)), feat.sample_rate, rng)
+        n = -(-len(x) // feat.model_hop)
+        items.append(Item(f"nonspeech/{kind}/{i}", compute_features(x, feat, n),
+                          np.zeros((n, len(out_names)), np.float32),
+                          np.ones(len(out_names), np.float32),
+                          float(cfg["data"].get("nonspeech_weight", 1.0))))
+    return items
+
+
 def facegood_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.random.Generator,
                    clips: list[str], n_aug: int, augment_fn) -> list[Item]:
     from . import facegood
 
     shared = _resolve(cfg["data"]["shared"])
+    speed_range = tuple(cfg["data"].get("speed_range", [1.0, 1.0]))
     animated = set(facegood.animated_channels(shared))
     mask = np.array([1.0 if c in animated else 0.0 for c in out_names], np.float32)
     items = []
@@ -93,9 +186,16 @@ def facegood_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.
             if c in clip.curves:
                 tg[:, j] = np.interp(t, src_t, clip.curves[c])
         for a in range(n_aug + 1):
-            x = clip.samples if a == 0 else augment_fn(clip.samples, feat.sample_rate, rng)
-            items.append(Item(f"facegood/{name}/{a}", compute_features(x, feat, n), tg, mask,
-                              float(cfg["data"].get("facegood_weight", 1.0))))
+            x, tgt = clip.samples, tg
+            if a > 0:
+                x, speed = speed_perturb(clip.samples, feat.sample_rate, rng, *speed_range)
+                m = -(-len(x) // feat.model_hop)
+                ts = frame_times(m, feat) / speed
+                tgt = np.stack([np.interp(ts, src_t, clip.curves[c]) if c in clip.curves
+                                else np.zeros(m) for c in out_names], axis=1).astype(np.float32)
+                x = augment_fn(x, feat.sample_rate, rng)
+            items.append(Item(f"facegood/{name}/{a}", compute_features(x, feat, len(tgt)), tgt,
+                              mask, float(cfg["data"].get("facegood_weight", 1.0))))
     return items
 
 
@@ -115,6 +215,8 @@ def tts_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.rando
     limit = int(cfg["data"].get("tts_max_items", 10**9))
     entries = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     entries = [e for e in entries if e.get("split") == "train"][:limit]
+    speed_range = tuple(cfg["data"].get("speed_range", [1.0, 1.0]))
+    bilabial_w = float(cfg["train"].get("bilabial_weight", 1.0))
     col = {c: i for i, c in enumerate(MOUTH_CHANNELS)}
     sel = np.array([col[c] for c in out_names])
     mask = np.ones(len(out_names), np.float32)
@@ -124,15 +226,25 @@ def tts_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.rando
         x = x.mean(axis=1)
         if sr != feat.sample_rate:
             x = resample(x, sr, feat.sample_rate)
-        n = -(-len(x) // feat.model_hop)
-        phones = [visemes.Phone(float(s), float(en), str(lab)) for s, en, lab in e["phones"]]
-        # targets at model-frame centres (m + 0.5) * hop: sample at twice the rate, odd frames
-        fine = visemes.phones_to_targets(phones, 2 * feat.sample_rate / feat.model_hop, 2 * n)
-        tg = np.ascontiguousarray(fine[1::2][:, sel], dtype=np.float32)
         for a in range(n_aug + 1):
-            xa = x if a == 0 else augment_fn(x, feat.sample_rate, rng)
+            xa, speed = x, 1.0
+            if a > 0:
+                xa, speed = speed_perturb(x, feat.sample_rate, rng, *speed_range)
+            n = -(-len(xa) // feat.model_hop)
+            phones = [visemes.Phone(float(s) * speed, float(en) * speed, str(lab))
+                      for s, en, lab in e["phones"]]
+            # targets at model-frame centres (m + 0.5) * hop: sample at twice the rate, odd ones
+            fine = visemes.phones_to_targets(phones, 2 * feat.sample_rate / feat.model_hop, 2 * n)
+            tg = np.ascontiguousarray(fine[1::2][:, sel], dtype=np.float32)
+            fw = np.ones(n, np.float32)
+            t_mid = frame_times(n, feat)
+            for p in phones:
+                if visemes.phone_class(p.label) == "bilabial":
+                    fw[(t_mid >= p.start - 0.02) & (t_mid <= p.end + 0.02)] = bilabial_w
+            if a > 0:
+                xa = augment_fn(xa, feat.sample_rate, rng)
             items.append(Item(f"tts/{e['id']}/{a}", compute_features(xa, feat, n), tg, mask,
-                              float(cfg["data"].get("tts_weight", 1.0))))
+                              float(cfg["data"].get("tts_weight", 1.0)), fw))
     sink(f"TTS corpus: {len(entries)} train utterances from {root}")
     return items
 
@@ -177,6 +289,7 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
     items = facegood_items(cfg, feat, out_names, rng, list(cfg["data"]["facegood_clips"]),
                            n_aug, augment_fn)
     items += tts_items(cfg, feat, out_names, rng, n_aug, augment_fn, sink)
+    items += nonspeech_items(cfg, feat, out_names, rng)
     frames = sum(len(i.feats) for i in items)
     sink(f"data ready: {len(items)} items, {frames} frames "
          f"({frames * feat.model_hop / feat.sample_rate / 60:.1f} min incl. augmented copies) "
@@ -207,11 +320,19 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
     weights /= weights.sum()
     D, C = feat.dim, len(out_names)
     vel_w = float(tr.get("velocity_weight", 0.5))
+    o_w = float(tr.get("opening_weight", 0.0))
+    o_parts = {"jawOpen": 1.0, "mouthLowerDownLeft": 0.25, "mouthLowerDownRight": 0.25,
+               "mouthClose": -1.0}
+    if not set(o_parts) <= set(out_names):
+        o_w = 0.0
+    o_idx = [out_names.index(c) for c in o_parts if c in out_names]
+    o_coef = torch.tensor([o_parts[out_names[i]] for i in o_idx])
     t0 = time.time()
     for step in range(steps):
         fb = np.zeros((batch, crop, D), np.float32)
         tb = np.zeros((batch, crop, C), np.float32)
         mb = np.zeros((batch, crop, C), np.float32)
+        wb = np.zeros((batch, crop, 1), np.float32)
         for b in range(batch):
             it = items[rng.choice(len(items), p=weights)]
             M = len(it.feats)
@@ -227,10 +348,20 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
             if s > 0:
                 mrow[:warm] = 0.0  # zero state mid-utterance: let the context fill first
             mb[b, : len(seg)] = mrow
-        f_t, t_t, m_t = map(torch.from_numpy, (fb, tb, mb))
+            if it.frame_weight is not None:
+                fw = np.zeros(len(seg), np.float32)
+                fw[ok] = it.frame_weight[tidx[ok]]
+                wb[b, : len(seg), 0] = fw
+            else:
+                wb[b, : len(seg), 0] = 1.0
+        f_t, t_t, m_t, w_t = map(torch.from_numpy, (fb, tb, mb, wb))
         y, _ = net(f_t)
-        err = (y - t_t) ** 2 * m_t * cw_t
+        err = (y - t_t) ** 2 * m_t * cw_t * w_t
         loss = err.sum() / m_t.sum().clamp(min=1)
+        if o_w > 0:  # the mouth opening the evaluation scores, where all its parts are known
+            om = m_t[..., o_idx].prod(dim=-1) * w_t[..., 0]
+            o_err = ((y[..., o_idx] * o_coef).sum(-1) - (t_t[..., o_idx] * o_coef).sum(-1)) ** 2
+            loss = loss + o_w * (o_err * om).sum() / om.sum().clamp(min=1)
         dy, dt = y[:, 1:] - y[:, :-1], t_t[:, 1:] - t_t[:, :-1]
         dm = m_t[:, 1:] * m_t[:, :-1]
         loss = loss + vel_w * ((dy - dt) ** 2 * dm * cw_t).sum() / dm.sum().clamp(min=1)
