@@ -918,6 +918,98 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# models / train / eval (training extra: torch, onnx, pocketsphinx)
+# ------------------------------------------------------------------------------------------
+def _models_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the contracts as JSON")
+
+
+@command("models", "list the shipped models and their contracts", _models_args)
+def _models(args: argparse.Namespace) -> int:
+    from .model import ModelRunner, shipped_models
+
+    infos = [ModelRunner(name).info.as_dict() | {"name": name}
+             for name in shipped_models()]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return EXIT_OK
+    for i in infos:
+        print(f"{i['name']:10s} v{i['version']}  lookahead {i['lookahead_ms']:.1f} ms  "
+              f"{i['sample_rate']} Hz, hop {i['hop']}  {len(i['channels'])} channels  "
+              f"trained on {i['training_data']}")
+    return EXIT_OK
+
+
+def _need_training_extra(what: str) -> None:
+    import importlib.util
+
+    missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"'{what}' needs the training extra ({', '.join(missing)} missing): "
+                         "pip install 'facecast[train]'")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="TOML config (default: the shipped "
+                   "configs/default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. lookahead_frames=5")
+    p.add_argument("--name", default=None, help="model name")
+    p.add_argument("-o", "--out", default=None, help="output .onnx path")
+
+
+@command("train", "train and export a model (needs the training extra)", _train_args,
+         "Prepare data (FACEGOOD from ../shared and the generated TTS corpus), train, and "
+         "export an ONNX model following the model contract. Deterministic for the config's "
+         "seed.")
+def _train(args: argparse.Namespace) -> int:
+    _need_training_extra("facecast train")
+    from .training import train as tr
+
+    argv = [] if args.config is None else ["--config", args.config]
+    for kv in args.set:
+        argv += ["--set", kv]
+    if args.name:
+        argv += ["--name", args.name]
+    if args.out:
+        argv += ["-o", args.out]
+    return tr.main(argv)
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
+                   help="model names or .onnx paths (default: every shipped model)")
+    p.add_argument("--out", default=None, help="markdown file whose eval section is rewritten "
+                   "(e.g. docs/model_card.md)")
+    p.add_argument("--json", default=None, help="write all results as JSON")
+    p.add_argument("--shared", default=None, help="reference data folder (default ../shared)")
+    p.add_argument("--work", default=None, help="work folder with the TTS corpus and caches "
+                   "(default work_data)")
+
+
+@command("eval", "run the model evaluation suite (needs the training extra)", _eval_args,
+         "Score models and the two baselines on the FACEGOOD held-out clip, phoneme-timed "
+         "held-out TTS speech in many languages, real English speech aligned with "
+         "pocketsphinx, robustness conditions and lookahead.")
+def _eval(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("pocketsphinx") is None:
+        raise UsageError("'facecast eval' needs pocketsphinx: pip install 'facecast[train]'")
+    from .model import resolve_model
+    from .training import evaluate as ev
+
+    argv: list[str] = []
+    if args.models:
+        argv += ["--models", *[str(resolve_model(m)) for m in args.models]]
+    for flag in ("out", "json", "shared", "work"):
+        v = getattr(args, flag)
+        if v:
+            argv += [f"--{flag}", v]
+    return ev.main(argv)
+
+
+# ------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
