@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
-SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-us-slt-hts
+SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 .PHONY: demo test setup setup-dev sysdeps bench train clean
 
