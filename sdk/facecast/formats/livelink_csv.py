@@ -88,28 +88,31 @@ __all__ = [
     "read_livelink_csv", "write_livelink_csv",
 ]
 
-#: The 61 value columns of a Live Link Face CSV take, in the app's column order.
-LIVE_LINK_CSV_COLUMNS: tuple[str, ...] = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
-    "EyeSquintLeft", "EyeWideLeft",
-    "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
-    "EyeSquintRight", "EyeWideRight",
-    "JawForward", "JawRight", "JawLeft", "JawOpen",  # JawRight/JawLeft swapped vs packet order
-    "MouthClose", "MouthFunnel", "MouthPucker",
-    "MouthRight", "MouthLeft",  # swapped vs packet order
-    "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
-    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
-    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper",
-    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight",
-    "MouthUpperUpLeft", "MouthUpperUpRight",
-    "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
-    "CheekPuff", "CheekSquintLeft", "CheekSquintRight",
-    "NoseSneerLeft", "NoseSneerRight",
-    "TongueOut",
+#: Live Link's rotation columns (degrees/180), in packet order; eye roll has no facecast channel.
+LIVE_LINK_ROTATIONS: tuple[str, ...] = (
     "HeadYaw", "HeadPitch", "HeadRoll",
     "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
     "RightEyeYaw", "RightEyePitch", "RightEyeRoll",
 )
+
+
+def _live_link_name(arkit: str) -> str:
+    """Live Link spells the ARKit names in PascalCase: jawOpen -> JawOpen."""
+    return arkit[0].upper() + arkit[1:]
+
+
+def _csv_order() -> tuple[str, ...]:
+    # packet order = the 52 ARKit names in Apple's order + rotations; the CSV take swaps two
+    # pairs of it: JawLeft/JawRight and MouthLeft/MouthRight
+    names = [_live_link_name(n) for n in ARKIT52] + list(LIVE_LINK_ROTATIONS)
+    for a, b in (("JawLeft", "JawRight"), ("MouthLeft", "MouthRight")):
+        i, j = names.index(a), names.index(b)
+        names[i], names[j] = names[j], names[i]
+    return tuple(names)
+
+
+#: The 61 value columns of a Live Link Face CSV take, in the app's column order.
+LIVE_LINK_CSV_COLUMNS: tuple[str, ...] = _csv_order()
 #: The count the app writes in every row (and the only one Unreal accepts).
 BLENDSHAPE_COUNT = 61
 assert len(LIVE_LINK_CSV_COLUMNS) == BLENDSHAPE_COUNT
