@@ -123,12 +123,40 @@ def rss_one_stream(model: str) -> dict:
     return {"peak_rss_mb": peak_kb / 1024}
 
 
+def bench_long_file(hours: float) -> dict:
+    """`facecast bake` of a multi-hour wav to CSV as a user runs it; peak RSS of that process."""
+    import soundfile as sf
+    import subprocess
+
+    sr = 16000
+    minute = (speech_like(60.0, sr, seed=4) * 32767).astype(np.int16)
+    with tempfile.TemporaryDirectory() as d:
+        wav = Path(d) / "long.wav"
+        with sf.SoundFile(wav, "w", sr, 1, "PCM_16") as f:
+            for _ in range(int(hours * 60)):
+                f.write(minute)
+        out = Path(d) / "long.csv"
+        code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+                "r = subprocess.run([sys.executable, '-m', 'facecast_runtime.cli', 'bake', %r, "
+                "'-o', %r, '--progress', 'never']); "
+                "print(r.returncode, time.perf_counter() - t, "
+                "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)" % (str(wav), str(out)))
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        rc, secs, rss_kb = res.stdout.split()
+        lines = sum(1 for _ in open(out)) if out.exists() else 0
+    return {"hours": hours, "exit_code": int(rc), "seconds": float(secs),
+            "x_realtime": hours * 3600 / float(secs), "peak_rss_mb": int(rss_kb) / 1024,
+            "csv_rows": lines - 1}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--streams", type=int, default=50)
+    ap.add_argument("--long-hours", type=float, default=0.0,
+                    help="also bake a file this many hours long through the CLI (memory)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     out = {"machine": machine(), "model": args.model,
@@ -137,6 +165,8 @@ def main(argv=None) -> int:
     out["bake"] = bench_bake(args.model, args.minutes, args.repeats)
     out["stream"] = bench_stream_chunks(args.model, 60.0)
     out["concurrent"] = bench_concurrent(args.model, args.streams, 10.0)
+    if args.long_hours > 0:
+        out["long_file"] = bench_long_file(args.long_hours)
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:

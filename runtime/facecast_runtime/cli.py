@@ -1010,6 +1010,44 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# unreal / livelink-listen (bridges/unreal: the facecast_unreal package)
+# ------------------------------------------------------------------------------------------
+def _unreal_args(p: argparse.ArgumentParser) -> None:
+    from facecast_unreal.cli import configure_relay
+
+    configure_relay(p)
+
+
+@command("unreal", "relay runtime frames to Unreal Engine as Live Link Face UDP packets",
+         _unreal_args,
+         "Subscribe to a running 'facecast serve' and send every frame to Unreal Engine as a "
+         "Live Link Face packet (UDP port 11111, received by the stock Apple ARKit Face "
+         "Support plugin; nothing to compile). Each runtime subject becomes a Live Link "
+         "subject; idle subjects are kept alive. See bridges/unreal/README.md.")
+def _unreal(args: argparse.Namespace) -> int:
+    from facecast_unreal.cli import run_relay
+
+    return run_relay(args)
+
+
+def _livelink_listen_args(p: argparse.ArgumentParser) -> None:
+    from facecast_unreal.cli import configure_listen
+
+    configure_listen(p)
+
+
+@command("livelink-listen", "receive Live Link Face packets (relay or iPhone app): show or "
+         "record takes", _livelink_listen_args,
+         "Listen for Live Link Face UDP packets from 'facecast unreal' or the Live Link Face "
+         "iPhone app, show live values and record takes as Live Link Face CSV, facecast JSON "
+         "or NPZ (in facecast's channels).")
+def _livelink_listen(args: argparse.Namespace) -> int:
+    from facecast_unreal.cli import run_listen
+
+    return run_listen(args)
+
+
+# ------------------------------------------------------------------------------------------
 # main
 # ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
