@@ -44,6 +44,29 @@ def stream_in_chunks(x: np.ndarray, sr: int, rng: np.random.Generator, fps: int 
     return FrameBatch.concat(parts)
 
 
+def test_shipped_variants_have_two_lookaheads():
+    models = shipped_models()
+    assert {"default", "la120"} <= set(models)
+    la = {name: ModelRunner(name).info.lookahead_ms for name in ("default", "la120")}
+    assert la["default"] == pytest.approx(37.5) and la["la120"] == pytest.approx(117.5)
+    x = speechlike(4.0, 16000)
+    a, b = bake((x, 16000), model="default"), bake((x, 16000), model="la120")
+    assert len(a) == len(b) == 240
+    # two real models, both follow the speech: their jaw curves agree but are not identical
+    ja, jb = a.channel("jawOpen"), b.channel("jawOpen")
+    assert np.abs(ja - jb).max() > 1e-3 and np.corrcoef(ja, jb)[0, 1] > 0.5
+
+
+def test_streaming_exact_with_the_long_lookahead_variant():
+    x = speechlike(6.0, 22050, seed=5)
+    offline = bake((x, 22050), model="la120")
+    s = Session(model="la120", sample_rate=22050)
+    parts = [s.push(x[i : i + 997]) for i in range(0, len(x), 997)] + [s.flush()]
+    streamed = FrameBatch.concat(parts)
+    assert len(streamed) == len(offline) == 360
+    assert np.abs(streamed.values - offline.values).max() <= 1e-5
+
+
 def test_shipped_default_model_follows_contract():
     models = shipped_models()
     assert "default" in models
