@@ -168,7 +168,8 @@ class Session:
         return num, needed
 
     def _needed_delayed(self, k: int) -> int:
-        return int(self._position(np.array([k]))[1][0])
+        num = 2 * k * self.info.sample_rate - self.info.hop * self.fps  # same rule, plain ints
+        return num // (2 * self.info.hop * self.fps) + 1 if num > 0 else 0
 
     def _advance(self, x: np.ndarray) -> None:
         feats = self.features.push(x)

@@ -156,7 +156,10 @@ class FeatureStream:
             self.buf = np.concatenate([self.buf, x])
         n = (len(self.buf) - cfg.win) // cfg.hop + 1 if len(self.buf) >= cfg.win else 0
         if n > 0:
-            view = np.lib.stride_tricks.sliding_window_view(self.buf, cfg.win)[:: cfg.hop][:n]
+            if n <= 4:  # the streaming case: cheaper than building a strided view
+                view = np.stack([self.buf[i * cfg.hop : i * cfg.hop + cfg.win] for i in range(n)])
+            else:
+                view = np.lib.stride_tricks.sliding_window_view(self.buf, cfg.win)[:: cfg.hop][:n]
             feats = logmel_frames(view, cfg)
             self.buf = self.buf[n * cfg.hop :].copy()
             self.pending = np.concatenate([self.pending, feats]) if len(self.pending) else feats
