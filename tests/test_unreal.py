@@ -52,6 +52,23 @@ def free_udp_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+def wait_udp_bound(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until another process has bound UDP ``port`` on 127.0.0.1 (our bind then fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"listener exited early: {proc.stderr.read()}")
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return
+        finally:
+            probe.close()
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound UDP port {port} within {timeout} s")
+
+
 
 def free_tcp_port() -> int:
     with socket.socket() as s:
@@ -770,6 +787,7 @@ def test_cli_relay_and_listen_round_trip(fake, tmp_path):
          "-o", str(tmp_path / "{subject}.json"), "--until-idle", "1.0", "--wait", "30",
          "--format", "jsonl"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_udp_bound(port, listen)
     relay = subprocess.Popen(
         [sys.executable, "-m", "facecast_runtime.cli", "unreal", "--frames", fake.endpoint,
          "--host", f"127.0.0.1:{port}", "--subject", "alice", "--subject", "bob",
@@ -824,6 +842,7 @@ def test_relay_against_a_real_runtime_and_a_runtime_restart(tmp_path, sink):
          "--port", str(listen_port), "-o", str(tmp_path / "take.csv"), "--subject", "alice",
          "--until-idle", "1.5", "--wait", "60", "--format", "none"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_udp_bound(listen_port, listener)  # a slow interpreter start must not lose frames
     relay = None
     try:
         with Server("127.0.0.1", cport, fport) as srv:
