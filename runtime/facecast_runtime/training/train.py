@@ -394,6 +394,12 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
                                     "dilations": net_cfg.dilations}),
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    # the torch weights too, so a model can be re-exported (new opset, graph changes) later
+    # without retraining; loading needs only NetConfig + this file, no training flags
+    ckpt = out_path.with_suffix(".pt")
+    torch.save({"net_config": vars(net_cfg), "state_dict": net.state_dict(), "metadata": meta},
+               ckpt.with_suffix(".pt.tmp"))
+    os.replace(ckpt.with_suffix(".pt.tmp"), ckpt)
     tmp = out_path.with_suffix(".onnx.tmp")
     export_onnx(net, str(tmp), meta)
     os.replace(tmp, out_path)
