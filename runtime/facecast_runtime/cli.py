@@ -825,8 +825,9 @@ def _demo(args: argparse.Namespace) -> int:
         lat = _push_latencies(sends, async_replies, frames)
         if lat:
             say(f"chunk pushed -> frame received over loopback: p50 {np.percentile(lat, 50):.2f}"
-                f" ms, p99 {np.percentile(lat, 99):.2f} ms (model lookahead "
-                f"{summary['latency_s'] * 1000:.1f} ms not included)")
+                f" ms, p99 {np.percentile(lat, 99):.2f} ms (on top of the model's algorithmic "
+                f"latency of {summary['latency_s'] * 1000:.1f} ms: lookahead + frame-rate "
+                "conversion)")
         ref = bake(str(sample), model=args.model, fps=args.fps)
         m = min(len(ref), len(batch))
         if m:
