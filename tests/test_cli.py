@@ -21,38 +21,7 @@ from facecast_runtime.cli import COMMANDS
 from facecast_runtime.engine import bake
 
 REPO = Path(__file__).resolve().parents[1]
-SR = 16000
-
-
-def speech_like(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 110 + 20 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    src = sum(np.sin(k * phase) / k for k in range(1, 16))
-    env = 0.5 * (1 + np.sin(2 * np.pi * 3.5 * t))
-    return (0.15 * src * env + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def facecast(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "facecast_runtime.cli", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, **kw)
-
-
-def one_line_error(p: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("facecast"), lines[0]
-    assert "Traceback" not in p.stderr
-    return lines[0]
+from helpers import SR, facecast_cli as facecast, free_port, one_line_error, speech_like
 
 
 @pytest.fixture(scope="module")

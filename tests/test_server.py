@@ -5,7 +5,6 @@ Every test runs the real engine with the shipped default model.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
@@ -24,24 +23,7 @@ from facecast_runtime.engine import bake
 from facecast_runtime.keys import generate_keys
 from facecast_runtime.server import Server, ServerError, is_loopback
 
-SR = 16000
-
-
-def speech_like(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Voiced, syllable-modulated harmonic signal with a little noise (float32 mono)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 110 + 15 * seed + 20 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    src = sum(np.sin(k * phase) / k for k in range(1, 16))
-    env = 0.5 * (1 + np.sin(2 * np.pi * (3.5 + seed) * t))
-    return (0.15 * src * env + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers import SR, free_port, speech_like
 
 
 def wait_subscribed(rc: RuntimeClient, topic: str, timeout: float = 5.0,

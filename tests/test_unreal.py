@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import socket
 import struct
@@ -41,7 +40,8 @@ from facecast_unreal.livelink import (
 from facecast_unreal.relay import parse_target, truncate_utf8
 
 LIVELINK = ("data", "livelink")
-SR = 16000
+from helpers import SR, facecast_cli, one_line_error, speech_like
+from helpers import free_port as free_tcp_port
 
 
 # ------------------------------------------------------------------------------------------
@@ -68,12 +68,6 @@ def wait_udp_bound(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> 
         time.sleep(0.05)
     raise AssertionError(f"nothing bound UDP port {port} within {timeout} s")
 
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class UdpSink:
@@ -186,30 +180,6 @@ def expected_packet_values(frame_values: np.ndarray) -> np.ndarray:
     """What the relay must send for facecast values: the documented conversion as float32."""
     ll = to_livelink(frame_values)
     return ll.astype(np.float32)
-
-
-def speech_like(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 110 + 15 * seed + 20 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    src = sum(np.sin(k * phase) / k for k in range(1, 16))
-    env = 0.5 * (1 + np.sin(2 * np.pi * (3.5 + seed) * t))
-    return (0.15 * src * env + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def facecast_cli(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "facecast_runtime.cli", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, **kw)
-
-
-def one_line_error(p: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("facecast") and "Traceback" not in p.stderr
-    return lines[0]
 
 
 def fixture_records() -> list[dict]:

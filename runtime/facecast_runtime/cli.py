@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from facecast import __version__
+from . import argtypes
 from facecast.wire import (
     DEFAULT_CONTROL_PORT, DEFAULT_FRAME_PORT, DEFAULT_HOST, MAX_SUBJECT_LENGTH, RemoteError,
 )
@@ -78,35 +79,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return v
-
-
-def _port(text: str) -> int:
-    v = _nonneg_int(text)
-    if v > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0..65535)")
-    return v
+_one_line = argtypes.one_line
+_positive_float = argtypes.positive_float
+_nonneg_int = argtypes.nonneg_int
+_port = argtypes.port
+_subject = argtypes.subject
+_subject_filter = argtypes.subject_filter
 
 
 def _fps(text: str) -> int:
@@ -120,22 +98,6 @@ def _fps(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"fps {text!r} is not one of {', '.join(map(str, SUPPORTED_FPS))}")
     return v
-
-
-def _subject(text: str) -> str:
-    from facecast.wire import ProtocolError, check_subject
-
-    try:
-        return check_subject(text)
-    except ProtocolError as e:
-        raise argparse.ArgumentTypeError(e.message) from None
-
-
-def _subject_filter(text: str) -> str:
-    """A subject, ``NAME.*`` (every subject under NAME.) or ``*`` (all)."""
-    if text != "*":
-        _subject(text[:-2] if text.endswith(".*") else text)
-    return text
 
 
 def _add_connection_args(p: argparse.ArgumentParser, control: bool, frames: bool) -> None:

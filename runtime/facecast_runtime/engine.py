@@ -13,7 +13,6 @@ sample). A stream of ``n`` samples at rate ``r`` yields ``ceil(n * fps / r)`` fr
 """
 from __future__ import annotations
 
-import math
 import os
 from fractions import Fraction
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence

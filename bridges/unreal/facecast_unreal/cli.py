@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from facecast.wire import DEFAULT_FRAME_PORT, DEFAULT_HOST
+from facecast_runtime import argtypes
 
 from .livelink import (
     DEFAULT_PORT, MAX_DEVICE_ID_BYTES, MAX_NAME_BYTES, PACKET_NAMES, PacketError, check_name,
@@ -30,69 +31,20 @@ __all__ = ["configure_relay", "run_relay", "configure_listen", "run_listen"]
 # ------------------------------------------------------------------------------------------
 # argument types
 # ------------------------------------------------------------------------------------------
-def _port(text: str, allow_zero: bool = False) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
-    low = 0 if allow_zero else 1
-    if not low <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"port {text!r} is not a UDP port ({low}..65535)")
-    return v
-
-
 def _udp_port(text: str) -> int:
-    return _port(text)
+    return argtypes.port(text, "UDP", allow_zero=False)
 
 
 def _listen_port(text: str) -> int:
-    return _port(text, allow_zero=True)
+    return argtypes.port(text, "UDP", allow_zero=True)
 
 
-def _tcp_port(text: str) -> int:
-    return _port(text)
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return v
-
-
-def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return v
-
-
-def _runtime_subject(text: str) -> str:
-    from facecast.wire import ProtocolError, check_subject
-
-    name = text[:-2] if text.endswith(".*") else text
-    if text != "*":
-        try:
-            check_subject(name)
-        except ProtocolError as e:
-            raise argparse.ArgumentTypeError(e.message) from None
-    return text
+_tcp_port = argtypes.port
+_one_line = argtypes.one_line
+_positive = argtypes.positive_float
+_nonneg = argtypes.nonneg_float
+_count = argtypes.nonneg_int
+_runtime_subject = argtypes.subject_filter
 
 
 def _live_link_name(text: str) -> str:
