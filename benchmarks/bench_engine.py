@@ -143,7 +143,10 @@ def bench_long_file(hours: float) -> dict:
                 "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)" % (str(wav), str(out)))
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         rc, secs, rss_kb = res.stdout.strip().splitlines()[-1].split()
-        lines = sum(1 for _ in open(out)) if out.exists() else 0
+        lines = 0
+        if out.exists():
+            with open(out) as f:
+                lines = sum(1 for _ in f)
     return {"hours": hours, "exit_code": int(rc), "seconds": float(secs),
             "x_realtime": hours * 3600 / float(secs), "peak_rss_mb": int(rss_kb) / 1024,
             "csv_rows": lines - 1}

@@ -14,7 +14,6 @@ sample). A stream of ``n`` samples at rate ``r`` yields ``ceil(n * fps / r)`` fr
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -104,7 +103,6 @@ class Session:
         self._n_in = 0                # input samples received
         self._next_frame = 0          # next output frame index
         self._finished = False
-        self._ratio = Fraction(self.info.sample_rate, self.info.hop)  # model frames per second
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -167,8 +165,7 @@ class Session:
         return num, needed
 
     def _needed_delayed(self, k: int) -> int:
-        num = 2 * k * self.info.sample_rate - self.info.hop * self.fps  # same rule, plain ints
-        return num // (2 * self.info.hop * self.fps) + 1 if num > 0 else 0
+        return int(self._position(k)[1])
 
     def _advance(self, x: np.ndarray) -> None:
         feats = self.features.push(x)

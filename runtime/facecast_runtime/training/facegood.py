@@ -111,10 +111,12 @@ def load_clip(shared: Path, name: str, min_std: float = 1e-3) -> FacegoodClip:
     return FacegoodClip(name, samples, int(sr), curves)
 
 
-def animated_channels(shared: Path, min_std: float = 1e-3) -> list[str]:
-    """ARKit channels that actually move somewhere in the FACEGOOD data."""
-    moving: set[str] = set()
-    for name in CLIPS:
-        clip = load_clip(shared, name)
-        moving |= {k for k, v in clip.curves.items() if float(v.std()) > min_std}
+def moving_channels(clips: "list[FacegoodClip]", min_std: float = 1e-3) -> list[str]:
+    """ARKit channels that move (std > min_std) in at least one of these clips."""
+    moving = {k for clip in clips for k, v in clip.curves.items() if float(v.std()) > min_std}
     return [k for k in ARKIT_FROM_RIG if k in moving]
+
+
+def animated_channels(shared: Path, min_std: float = 1e-3) -> list[str]:
+    """ARKit channels that actually move somewhere in the FACEGOOD data (all five clips)."""
+    return moving_channels([load_clip(shared, name) for name in CLIPS], min_std)

@@ -173,11 +173,13 @@ def facegood_items(cfg: dict, feat: LogMelConfig, out_names: list[str], rng: np.
 
     shared = _resolve(cfg["data"]["shared"])
     speed_range = tuple(cfg["data"].get("speed_range", [1.0, 1.0]))
-    animated = set(facegood.animated_channels(shared))
+    loaded = [facegood.load_clip(shared, name) for name in clips]
+    # supervise what the animator moved in the training clips (never looks at the held-out one)
+    animated = set(facegood.moving_channels(loaded))
     mask = np.array([1.0 if c in animated else 0.0 for c in out_names], np.float32)
     items = []
-    for name in clips:
-        clip = facegood.load_clip(shared, name)
+    for clip in loaded:
+        name = clip.name
         n = -(-len(clip.samples) // feat.model_hop)
         t = frame_times(n, feat)
         src_t = np.arange(clip.n_frames) / clip.fps
