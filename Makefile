@@ -16,7 +16,9 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install "numpy<2" torch==2.13.0 -e ".[dev,train]"
+	$(PIP) install "numpy<2" torch==2.13.0 -e ".[dev,train,preview,usd,blender]"
+	@if command -v npm >/dev/null; then \
+		npm install --prefix .tools --no-audit --no-fund gltf-validator >/dev/null; fi
 	touch $@
 
 setup: $(VENV)/.base

@@ -575,8 +575,8 @@ def test_npz_maps_by_name_and_validates(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_dispatch_by_extension(tmp_path):
     with pytest.raises(ValueError) as e:
-        write(tmp_path / "x.fbx", make_batch(2))
-    assert "unsupported file extension '.fbx'" in str(e.value)
+        write(tmp_path / "x.obj", make_batch(2))   # .fbx/.glb/.usd are mesh exports now
+    assert "unsupported file extension '.obj'" in str(e.value)
     assert ".csv, .json, .npz" in str(e.value)
     with pytest.raises(ValueError, match="supported: .csv, .json, .npz"):
         read(tmp_path / "noext")

@@ -148,16 +148,87 @@ def _client_keys(args: argparse.Namespace) -> Any:
         raise UsageError(str(e)) from None
 
 
-def _check_output_paths(paths: Sequence[str]) -> list[Path]:
+def _add_expressive_args(p: argparse.ArgumentParser) -> None:
+    """Options of the expressive layer (head, eyes, blinks, brows, emotion)."""
+    g = p.add_argument_group("expressive layer (head, gaze, blinks, brows, emotion; on by "
+                             "default, see docs/expression.md)")
+    g.add_argument("--no-expressive", action="store_true",
+                   help="mouth only: the model's channels, everything else zero")
+    g.add_argument("--seed", type=_nonneg_int, default=None,
+                   help="seed of the random choices (default 0); same audio + seed = same "
+                        "frames")
+    g.add_argument("--emotion", metavar="NAME[:INTENSITY]", default=None,
+                   help="emotion for the whole take, e.g. happy:0.7 (neutral, happy, sad, "
+                        "angry, surprised, disgusted, afraid)")
+    g.add_argument("--emotion-keys", metavar="FILE", default=None,
+                   help="timed emotions: JSON list of {time, name, intensity, transition} or "
+                        "CSV time,name,intensity[,transition]")
+    g.add_argument("--transition", type=argtypes.nonneg_float, default=None, metavar="S",
+                   help="blend time between emotions, seconds (default 0.6)")
+    g.add_argument("--auto-emotion", action="store_true",
+                   help="infer arousal from the voice (more energy when the voice rises)")
+    for layer, flag in (("head", "head"), ("blinks", "blink"), ("gaze", "gaze"),
+                        ("brows", "brow"), ("emotion", "emotion")):
+        g.add_argument(f"--no-{layer}", action="store_true", help=f"turn the {layer} layer off")
+        g.add_argument(f"--{flag}-gain", type=argtypes.nonneg_float, default=None,
+                       metavar="G", help=f"{layer} gain (default 1, up to 3)")
+
+
+def _expressive_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Session options from the expressive flags (only what was set); UsageError if bad."""
+    from .errors import SessionError
+    from .expressive import load_keys_file, parse_options
+
+    opts: dict[str, Any] = {}
+    if getattr(args, "no_expressive", False):
+        opts["expressive"] = False
+    if args.seed is not None:
+        opts["seed"] = args.seed
+    if args.transition is not None:
+        opts["transition"] = args.transition
+    if args.auto_emotion:
+        opts["auto_emotion"] = True
+    keys: list[Any] = []
+    try:
+        if args.emotion:
+            opts["emotion"] = args.emotion
+        if args.emotion_keys:
+            if not Path(args.emotion_keys).is_file():
+                raise UsageError(f"--emotion-keys {args.emotion_keys!r} is not a file")
+            keys = load_keys_file(args.emotion_keys)
+        if keys:
+            opts["emotion_keys"] = keys
+        gains = {}
+        enable = {}
+        for layer, flag in (("head", "head"), ("blinks", "blink"), ("gaze", "gaze"),
+                            ("brows", "brow"), ("emotion", "emotion")):
+            if getattr(args, f"no_{layer}"):
+                enable[layer] = False
+            g = getattr(args, f"{flag}_gain")
+            if g is not None:
+                gains[layer] = g
+        if gains:
+            opts["gains"] = gains
+        if enable:
+            opts["enable"] = enable
+        parse_options(opts)
+    except SessionError as e:
+        raise UsageError(str(e)) from None
+    return opts
+
+
+def _check_output_paths(paths: Sequence[str],
+                        allowed: Sequence[str] | None = None) -> list[Path]:
     from facecast.formats import SUPPORTED_EXTENSIONS
 
+    allowed = tuple(allowed or SUPPORTED_EXTENSIONS)
     out = []
     for p in paths:
         path = Path(p)
-        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        if path.suffix.lower() not in allowed:
             raise UsageError(f"output {p!r} has unsupported extension "
                              f"{path.suffix or '(none)'!r}; use one of "
-                             f"{', '.join(SUPPORTED_EXTENSIONS)}")
+                             f"{', '.join(allowed)}")
         if path.is_dir():
             raise UsageError(f"output {p!r} is a directory")
         out.append(path)
@@ -235,7 +306,14 @@ def _bake_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN", help="audio or video file (wav, flac, mp3, ogg, "
                                                "anything ffmpeg reads)")
     p.add_argument("-o", "--output", metavar="OUT", action="append", required=True,
-                   help="output file: .csv (Live Link Face), .json or .npz; repeat for several")
+                   help="output file: .csv (Live Link Face), .json or .npz, or the animation on "
+                        "a head: .glb, .gltf, .usd/.usda/.usdc, .fbx; repeat for several")
+    p.add_argument("--mesh", metavar="PATH",
+                   help="head for .glb/.gltf/.usd*/.fbx outputs: a .glb, .gltf or .fbx with "
+                        "ARKit-style shape keys (default: the built-in demo head)")
+    p.add_argument("--retarget", metavar="PRESET|MAP.json",
+                   help="how ARKit channels map to the mesh's shape keys: arkit, facecap, "
+                        "livelink or a JSON map (default: detected from the shape-key names)")
     p.add_argument("--model", default="default", help="shipped model name or .onnx path "
                                                       "(default: default)")
     p.add_argument("--fps", type=_fps, default=60, help="output frame rate, 30 or 60 "
@@ -245,6 +323,7 @@ def _bake_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="progress bar on stderr: auto = on a terminal or for input over 60 s")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _add_expressive_args(p)
 
 
 def _default_subject(path: Path) -> str:
@@ -254,27 +333,64 @@ def _default_subject(path: Path) -> str:
     return s[:MAX_SUBJECT_LENGTH]
 
 
+def _bake_rig(args: argparse.Namespace, mesh_outs: Sequence[Path]) -> dict[str, Any]:
+    """Mesh and retarget map for the mesh outputs; one warning line for unmapped channels."""
+    if not mesh_outs:
+        if args.mesh or args.retarget:
+            raise UsageError("--mesh/--retarget apply to .glb/.gltf/.usd/.usda/.usdc/.fbx "
+                             "outputs only")
+        return {}
+    from facecast.formats import read_mesh
+    from facecast.formats.rig import resolve_rig
+
+    mesh = None
+    if args.mesh:
+        if not Path(args.mesh).is_file():
+            raise UsageError(f"--mesh {args.mesh!r} is not a file")
+        mesh = read_mesh(args.mesh)
+    mesh, rmap = resolve_rig(mesh, args.retarget)
+    missing = list(rmap.missing)
+    if not mesh.eye_pivots:
+        missing += ["leftEyeYaw", "leftEyePitch", "rightEyeYaw", "rightEyePitch"]
+    if missing:
+        print(f"facecast bake: warning: {len(missing)} channel(s) have no target on "
+              f"{mesh.name} ({rmap.preset}) and are left out of "
+              f"{', '.join(o.name for o in mesh_outs)}: {', '.join(missing)}", file=sys.stderr)
+    return {"mesh": mesh, "retarget": rmap}
+
+
 @command("bake", "bake an audio file offline into an animation file", _bake_args,
-         "Bake an audio file offline into ARKit-52 animation (CSV/JSON/NPZ). Memory stays "
-         "bounded on long input; a progress bar goes to stderr.")
+         "Bake an audio file offline into ARKit-52 animation (CSV/JSON/NPZ), or onto a head "
+         "(glTF/USD/FBX: the built-in demo head or --mesh). Memory stays bounded on long input "
+         "for CSV/JSON; a progress bar goes to stderr.")
 def _bake(args: argparse.Namespace) -> int:
-    from facecast.formats import open_writer
+    from facecast.formats import MESH_EXTENSIONS, WRITE_EXTENSIONS, open_writer
 
     from .engine import bake_iter
 
     src = _check_input_file(args.input)
-    outs = _check_output_paths(args.output)
+    outs = _check_output_paths(args.output, WRITE_EXTENSIONS)
+    rig = _bake_rig(args, [o for o in outs if o.suffix.lower() in MESH_EXTENSIONS])
+    options = _expressive_options(args)
     subject = args.subject or _default_subject(src)
     for o in outs:
         o.parent.mkdir(parents=True, exist_ok=True)
     progress = _Progress(args.progress, f"bake {src.name}")
     t0 = time.monotonic()
-    writers = [open_writer(o, args.fps, subject) for o in outs]
+    writers = []
+    try:
+        for o in outs:
+            writers.append(open_writer(o, args.fps, subject,
+                                       **(rig if o.suffix.lower() in MESH_EXTENSIONS else {})))
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
     n = 0
     try:
         try:
             for batch in bake_iter(str(src), model=args.model, fps=args.fps, subject=subject,
-                                   progress=progress):
+                                   progress=progress, options=options):
                 for w in writers:
                     w.write(batch)
                 n += len(batch)
@@ -326,6 +442,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="close sessions idle this many seconds (default 60; 0 = never)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    default="info", help="stderr log level (default info)")
+    _add_expressive_args(p)
 
 
 @command("serve", "run the runtime server (ZeroMQ control + frame sockets)", _serve_args,
@@ -341,12 +458,13 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s facecast %(levelname)s %(message)s")
     if args.curve_dir is not None and not Path(args.curve_dir).is_dir():
         raise UsageError(f"--curve-dir {args.curve_dir!r} is not a directory")
+    session_options = _expressive_options(args)
     # shorter GIL hand-offs keep the I/O thread responsive next to busy engine threads
     sys.setswitchinterval(0.001)
     server = Server(args.bind, args.control_port, args.frame_port, curve_dir=args.curve_dir,
                     model=args.model, workers=args.workers, queue_frames=max(1, args.queue_frames),
                     max_sessions=max(1, args.max_sessions), session_timeout=args.session_timeout,
-                    sndhwm=max(1, args.sndhwm))
+                    sndhwm=max(1, args.sndhwm), session_options=session_options)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -392,13 +510,15 @@ def _send_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_positive_float, default=5.0,
                    help="seconds to wait for each reply (default 5)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _add_expressive_args(p)
     _add_connection_args(p, control=True, frames=False)
 
 
 def _stream_file(client: Any, path: Path, subject: str, *, fast: bool, chunk_s: float,
                  fps: int, model: str | None, replace: bool,
                  on_push: Callable[[float, dict | int], None] | None = None,
-                 on_open: Callable[[Any], None] | None = None) -> dict:
+                 on_open: Callable[[Any], None] | None = None,
+                 options: dict[str, Any] | None = None) -> dict:
     """Stream a file into an open RuntimeClient; returns a summary dict."""
     import numpy as np
 
@@ -406,7 +526,8 @@ def _stream_file(client: Any, path: Path, subject: str, *, fast: bool, chunk_s: 
 
     sr, blocks = iter_audio_blocks(str(path), block_seconds=max(1.0, chunk_s))
     n = max(1, int(round(chunk_s * sr)))
-    session = client.open(subject, sr, fps=fps, model=model, replace=replace)
+    session = client.open(subject, sr, fps=fps, model=model, replace=replace,
+                          options=options or None)
     if on_open is not None:
         on_open(session)
     t0 = time.monotonic()
@@ -468,6 +589,7 @@ def _send(args: argparse.Namespace) -> int:
     from .audio import iter_audio_blocks
 
     path = _check_input_file(args.file)
+    options = _expressive_options(args)
     iter_audio_blocks(str(path))  # unreadable audio fails here, before any connection
     subject = args.subject or _default_subject(path)
     address = _control_address(args)
@@ -475,7 +597,7 @@ def _send(args: argparse.Namespace) -> int:
         _ping(client, address, args.timeout)
         summary = _stream_file(client, path, subject, fast=args.fast,
                                chunk_s=args.chunk_ms / 1000.0, fps=args.fps, model=args.model,
-                               replace=args.replace)
+                               replace=args.replace, options=options)
     if not args.quiet:
         print(f"sent {path} ({summary['audio_s']:.2f} s, {summary['chunks']} chunks) to "
               f"{address} as subject {subject!r} in {summary['elapsed_s']:.2f} s: "
@@ -688,6 +810,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=_fps, default=60, help="frame rate, 30 or 60 (default 60)")
     p.add_argument("--subject", type=_subject, default="demo",
                    help="subject name (default demo)")
+    _add_expressive_args(p)
 
 
 @command("demo", "start a server, stream the sample, record and write CSV/JSON", _demo_args,
@@ -715,6 +838,7 @@ def _demo(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {args.out!r} exists and is not a directory")
+    options = _expressive_options(args)
 
     def say(msg: str) -> None:
         print(f"demo: {msg}", flush=True)
@@ -758,7 +882,8 @@ def _demo(args: argparse.Namespace) -> int:
             summary = _stream_file(client, sample, args.subject, fast=args.fast,
                                    chunk_s=0.02, fps=args.fps, model=None, replace=True,
                                    on_push=lambda t, rep: sends.append((t, rep)),
-                                   on_open=lambda s: session_id.append(s.id))
+                                   on_open=lambda s: session_id.append(s.id),
+                                   options=options)
             async_replies = client.poll_replies()
         ended.wait(5.0)
         ended.set()
@@ -790,7 +915,7 @@ def _demo(args: argparse.Namespace) -> int:
                 f" ms, p99 {np.percentile(lat, 99):.2f} ms (on top of the model's algorithmic "
                 f"latency of {summary['latency_s'] * 1000:.1f} ms: lookahead + frame-rate "
                 "conversion)")
-        ref = bake(str(sample), model=args.model, fps=args.fps)
+        ref = bake(str(sample), model=args.model, fps=args.fps, options=options)
         m = min(len(ref), len(batch))
         if m:
             diff = float(np.abs(ref.values[first:first + m] - batch.values[:m]).max()) \
@@ -1008,6 +1133,42 @@ def _livelink_listen(args: argparse.Namespace) -> int:
     from facecast_unreal.cli import run_listen
 
     return run_listen(args)
+
+
+# ------------------------------------------------------------------------------------------
+# preview / plot (runtime/facecast_runtime/preview)
+# ------------------------------------------------------------------------------------------
+def _preview_args(p: argparse.ArgumentParser) -> None:
+    from .preview import commands
+
+    commands.configure_preview(p, _fps)
+
+
+@command("preview", "render a video of the head animated by the runtime, with the audio",
+         _preview_args,
+         "Render IN (audio/video, baked on the fly, or a baked .json/.csv/.npz plus --audio) "
+         "as an H.264 + AAC video of a head animated by the frames: the built-in demo head or "
+         "--mesh HEAD.glb. Needs numba (the 'preview' extra) and ffmpeg.")
+def _preview(args: argparse.Namespace) -> int:
+    from .preview import commands
+
+    return commands.run_preview(args, _Progress(args.progress, f"preview {Path(args.input).name}"))
+
+
+def _plot_args(p: argparse.ArgumentParser) -> None:
+    from .preview import commands
+
+    commands.configure_plot(p, _fps)
+
+
+@command("plot", "plot the waveform and the main channels of a take (PNG/SVG/PDF)", _plot_args,
+         "Plot IN (audio, baked on the fly, or a baked .json/.csv/.npz plus --audio): the "
+         "waveform on top and the main channel groups under it on one time axis in seconds. "
+         "Needs matplotlib.")
+def _plot(args: argparse.Namespace) -> int:
+    from .preview import commands
+
+    return commands.run_plot(args)
 
 
 # ------------------------------------------------------------------------------------------

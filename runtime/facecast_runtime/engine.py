@@ -36,7 +36,9 @@ class PostProcessor(Protocol):
 
     ``process`` receives consecutive batches at the output fps and returns a batch of the same
     frames (it may change values, never the count or the indices). Stages keep their own state
-    and must be deterministic for a given session seed.
+    and must be deterministic for a given session seed. A stage that also has
+    ``feed_audio(samples)`` receives the model-rate audio (exactly what the model sees, flush
+    padding included) before the frames that depend on it.
     """
 
     def process(self, batch: FrameBatch) -> FrameBatch: ...
@@ -80,9 +82,8 @@ class Session:
                  runner: ModelRunner | None = None) -> None:
         if fps not in SUPPORTED_FPS:
             raise SessionError(f"fps must be one of {SUPPORTED_FPS}, got {fps!r}")
-        if options:
-            raise SessionError(f"unknown session option {sorted(options)[0]!r} "
-                               "(no options are defined by this runtime version)")
+        from .expressive import make_stage  # validates options (SessionError names bad ones)
+
         self.runner = runner if runner is not None else ModelRunner(model)
         self.info = self.runner.info
         self.fps = int(fps)
@@ -91,7 +92,12 @@ class Session:
                                       else self.info.sample_rate, "session sample rate")
         self.resampler = StreamResampler(self.sample_rate, self.info.sample_rate)
         self.features = FeatureStream(self.info.feature)
-        self.post = list(postprocessors)
+        #: the expressive layer (head, eyes, blinks, brows, emotion), None if turned off
+        self.expressive = make_stage(options, self.fps, self.info.sample_rate)
+        self.post = ([self.expressive] if self.expressive is not None else []) \
+            + list(postprocessors)
+        # stages that read the model-rate audio (``feed_audio``), e.g. the expressive layer
+        self._audio_sinks = [s for s in self.post if hasattr(s, "feed_audio")]
         self.guard = RangeGuard()
         idx = [CHANNELS.index(c) for c in self.info.channels]  # by name, from the schema
         self._out_idx = np.asarray(idx, np.int64)
@@ -167,7 +173,18 @@ class Session:
     def _needed_delayed(self, k: int) -> int:
         return int(self._position(k)[1])
 
+    def set_options(self, options: Mapping[str, object]) -> dict:
+        """Change live options of the expressive layer (emotion, emotion_keys, transition,
+        gains, enable, auto_emotion); an emotion without ``time`` applies at the audio time
+        received so far. Returns the layer's current options."""
+        if self.expressive is None:
+            raise SessionError("the expressive layer is off in this session "
+                               "(opened with expressive: false)")
+        return self.expressive.set_options(options, now=self._n_in / self.sample_rate)
+
     def _advance(self, x: np.ndarray) -> None:
+        for sink in self._audio_sinks:
+            sink.feed_audio(x)
         feats = self.features.push(x)
         if not len(feats):
             return
@@ -238,10 +255,12 @@ def _iter_source(source, block_seconds: float) -> tuple[int, Iterator[np.ndarray
 def bake_iter(source, model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAULT_FPS,
               subject: str = "", progress: Progress | None = None,
               postprocessors: Sequence[PostProcessor] = (),
-              block_seconds: float = 30.0) -> Iterator[FrameBatch]:
-    """Bake a file (path) or ``(samples, sample_rate)`` block by block, with bounded memory."""
+              block_seconds: float = 30.0,
+              options: Mapping[str, object] | None = None) -> Iterator[FrameBatch]:
+    """Bake a file (path) or ``(samples, sample_rate)`` block by block, with bounded memory.
+    ``options`` are session options (expressive layer: seed, emotion, gains...)."""
     sr, blocks, total = _iter_source(source, block_seconds)
-    sess = Session(model, fps=fps, sample_rate=sr, subject=subject,
+    sess = Session(model, fps=fps, sample_rate=sr, subject=subject, options=options,
                    postprocessors=postprocessors)
     done = 0
     for block in blocks:
@@ -254,10 +273,11 @@ def bake_iter(source, model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAU
 
 def bake(source, model: str | os.PathLike = DEFAULT_MODEL, fps: int = DEFAULT_FPS,
          subject: str = "", progress: Progress | None = None,
-         postprocessors: Sequence[PostProcessor] = ()) -> FrameBatch:
+         postprocessors: Sequence[PostProcessor] = (),
+         options: Mapping[str, object] | None = None) -> FrameBatch:
     """Offline bake of a whole file or ``(samples, sample_rate)``; returns every frame."""
     return FrameBatch.concat(list(bake_iter(source, model, fps, subject, progress,
-                                            postprocessors)))
+                                            postprocessors, options=options)))
 
 
 def stream(chunks: Iterable[np.ndarray], sample_rate: int,

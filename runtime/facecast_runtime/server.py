@@ -166,7 +166,8 @@ class Server:
                  session_timeout: float = 60.0, sndhwm: int = 1000,
                  max_message_bytes: int = MAX_MESSAGE_BYTES,
                  engine_factory: Callable[..., Any] | None = None,
-                 preload: bool = True) -> None:
+                 preload: bool = True,
+                 session_options: dict[str, Any] | None = None) -> None:
         if not is_loopback(host) and curve_dir is None:
             raise ServerError(
                 f"refusing to bind {host}: binding a non-loopback address requires CURVE keys "
@@ -189,6 +190,8 @@ class Server:
         self.sndhwm = max(1, int(sndhwm))
         self.max_message_bytes = min(int(max_message_bytes), HARD_MAX_MESSAGE_BYTES)
         self.preload = preload
+        #: engine options every session starts from (its own ``options`` override them)
+        self.session_options = dict(session_options or {})
         if engine_factory is None:
             from .engine import Session as engine_factory  # noqa: N813
         self._engine_factory = engine_factory
@@ -485,6 +488,8 @@ class Server:
             self._job_push(live, *job[1:])
         elif kind == "close":
             self._job_close(live, *job[1:])
+        elif kind == "options":
+            self._job_options(live, *job[1:])
 
     def _engine_error(self, live: _Live | None, env: list[bytes] | None, req: dict | None,
                       e: BaseException) -> None:
@@ -575,6 +580,28 @@ class Server:
         if "seq" in req:
             rep["seq"] = req["seq"]
         self._reply(env, rep)
+
+    def _job_options(self, live: _Live, env: list[bytes], req: dict, opts: dict) -> None:
+        if live.engine is None or live.state == "closed":
+            self._reply(env, error_reply(req, "unknown_session",
+                                         f"session {live.id} is {live.state}",
+                                         session=live.id))
+            return
+        setter = getattr(live.engine, "set_options", None)
+        if setter is None:
+            self._reply(env, error_reply(req, "session_error",
+                                         "this engine has no changeable options",
+                                         session=live.id))
+            return
+        try:
+            current = setter(opts)
+        except Exception as e:
+            self._engine_error(live, env, req, e)
+            return
+        out = {"include_channels": live.include_channels}
+        if isinstance(current, dict):
+            out.update({k: current[k] for k in current if k != "emotion_keys"})
+        self._reply(env, ok_reply(req, session=live.id, options=out))
 
     def _job_close(self, live: _Live, env: list[bytes] | None, req: dict | None,
                    reason: str) -> None:
@@ -826,18 +853,32 @@ class Server:
             opts = req.get("options")
             if not isinstance(opts, dict):
                 raise ProtocolError("bad_field", "'options' must be a map")
+            engine_opts = {}
             for k, v in opts.items():
                 if k == "include_channels":
                     if not isinstance(v, bool):
                         raise ProtocolError("bad_field", "option 'include_channels' must be a "
                                                          "boolean")
+                elif k in _live_engine_options():
+                    engine_opts[k] = v
                 else:
                     raise ProtocolError("bad_field", f"option {str(k)[:40]!r} cannot be changed"
                                                      " on an open session")
+            if engine_opts:
+                from .expressive import check_live
+                try:
+                    check_live(engine_opts)
+                except SessionError as e:
+                    raise ProtocolError("bad_field", str(e)) from None
             if "include_channels" in opts:
                 with live.lock:  # encoder is used by the worker under the job order
                     live.include_channels = opts["include_channels"]
                     live.encoder.set_include_channels(live.include_channels)
+            if engine_opts:
+                # in order with the session's pushes: an emotion without a time applies at the
+                # audio time pushed before this request
+                self._submit(live, ("options", env, req, engine_opts))
+                return
             self._reply(env, ok_reply(req, session=live.id,
                                       options={"include_channels": live.include_channels}))
 
@@ -885,6 +926,8 @@ class Server:
         if model != self.model:
             self._check_model_name(model)
         options = self._field(req, "options", dict, {})
+        if self.session_options:
+            options = {**self.session_options, **options}
         include = self._field(req, "include_channels", bool, False)
         replace = self._field(req, "replace", bool, False)
         sid = secrets.token_hex(16)
@@ -972,6 +1015,12 @@ class Server:
 
     def _closed_dropped(self) -> int:
         return self.counters.get("closed_dropped", 0)
+
+
+def _live_engine_options() -> tuple[str, ...]:
+    from .expressive import LIVE_OPTIONS
+
+    return LIVE_OPTIONS
 
 
 def _ms(v: float | None) -> float | None:

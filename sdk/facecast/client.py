@@ -690,6 +690,18 @@ class RemoteSession:
     def options(self, **options: Any) -> dict:
         return self.client.request("options", session=self.id, options=options)
 
+    def set_emotion(self, name: str, intensity: float = 1.0, time: float | None = None,
+                    transition: float | None = None) -> dict:
+        """Blend to emotion ``name`` (neutral, happy, sad, angry, surprised, disgusted, afraid)
+        at ``intensity`` 0..1 from audio time ``time`` (seconds on the session's audio clock;
+        default: the audio pushed so far) over ``transition`` seconds. Ordered with pushes."""
+        spec: dict[str, Any] = {"name": name, "intensity": float(intensity)}
+        if time is not None:
+            spec["time"] = float(time)
+        if transition is not None:
+            spec["transition"] = float(transition)
+        return self.options(emotion=spec)
+
     def stats(self) -> dict:
         return self.client.request("stats", session=self.id)
 

@@ -35,7 +35,14 @@ __all__ = [
 ]
 
 
+#: ARKit names whose Left/Right is a direction, not a side: Face Cap keeps them unchanged
+#: (``jawLeft``, not ``jaw_L``; as in the Face Cap head ``shared/data/meshes/facecap_arkit52.glb``).
+_DIRECTIONAL = frozenset({"jawLeft", "jawRight", "mouthLeft", "mouthRight"})
+
+
 def _facecap(name: str) -> str:
+    if name in _DIRECTIONAL:
+        return name
     if name.endswith("Left"):
         return name[:-4] + "_L"
     if name.endswith("Right"):
