@@ -12,7 +12,7 @@ SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install "numpy<2" -e .
+	$(PIP) install "numpy<2" -e ".[preview]"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base

@@ -1,6 +1,7 @@
 """The facecast CLI, run as subprocesses (real files, real servers, the shipped model)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import select
@@ -380,6 +381,19 @@ def test_demo_with_a_sample(tmp_path, wav):
         got = read(f)
         assert len(got) == 90
         np.testing.assert_allclose(got.blendshapes, ref.blendshapes, atol=1e-4)
+    # the glTF carries the same animation on the built-in demo head
+    from facecast.formats.gltf import read_gltf_animation
+
+    anim = read_gltf_animation(out / "demo.glb")
+    assert anim["weights"].shape[0] == 90
+    jaw = anim["target_names"].index("jawOpen")
+    np.testing.assert_allclose(anim["weights"][:, jaw], ref.channel("jawOpen"), atol=1e-4)
+    # and, with the preview extra, a video of it with the sound
+    mp4 = out / "demo.mp4"
+    if importlib.util.find_spec("numba") is not None:
+        assert str(mp4.resolve()) in p.stdout and mp4.stat().st_size > 10_000
+    else:
+        assert "preview extra" in p.stdout and not mp4.exists()
 
 
 def test_demo_default_sample(tmp_path):

@@ -62,6 +62,49 @@ def test_size_parts_and_keys(head):
     assert head.positions[:, 2].argmax() in set(np.flatnonzero(np.abs(head.positions[:, 0]) < 0.01))
 
 
+def test_colors_are_linear_and_read_right(head):
+    """Part colours are picked in sRGB and stored linear (MeshPart.color, glTF baseColorFactor)."""
+    to_lin = demohead.srgb_to_linear
+    assert to_lin((0.0, 0.04045, 1.0)) == pytest.approx((0.0, 0.04045 / 12.92, 1.0))
+    assert to_lin((0.5, 0.5, 0.5))[0] == pytest.approx(0.21404, abs=1e-5)
+    colors = {p.name: np.asarray(p.color) for p in head.parts}
+    for name, (srgb, rough) in demohead.COLORS_SRGB.items():
+        assert colors[name] == pytest.approx(np.asarray(to_lin(srgb)), abs=1e-6), name
+        assert np.all(colors[name] <= np.asarray(srgb) + 1e-9)     # linear is never lighter
+    lum = {k: float(c @ [0.2126, 0.7152, 0.0722]) for k, c in colors.items()}
+    skin, lips = colors["skin"], colors["lips"]
+    assert skin[0] > skin[1] > skin[2] and 0.2 < lum["skin"] < 0.6    # warm, not washed out
+    assert lips[0] / lips[1] > skin[0] / skin[1] and lum["lips"] < lum["skin"]  # redder, darker
+    mouth = colors["mouth"]
+    assert mouth[0] > 2 * mouth[1] and lum["mouth"] < 0.1                 # dark red
+    assert lum["teeth"] > 0.7 and lum["eye_white"] > 0.7 and lum["pupil"] < 0.01
+    iris = colors["iris"]
+    assert iris.max() - iris.min() > 0.2                                # a clear colour
+
+
+def test_neck_is_plausible(head, lm):
+    """A neck, not a post: wide (a good part of the head's width), short below the jaw, and
+    flaring a little towards the shoulders."""
+    p = head.positions.astype(np.float64)
+    parts = {q.name: q.triangles for q in head.parts}
+    e = _edges(np.concatenate([parts["skin"], parts["lips"]]))
+
+    def width(y):
+        """Width (x) of the skin's cross-section at height y."""
+        ya, yb = p[e[:, 0], 1] - y, p[e[:, 1], 1] - y
+        cut = ya * yb < 0
+        t = ya[cut] / (ya[cut] - yb[cut])
+        x = p[e[cut, 0], 0] + t * (p[e[cut, 1], 0] - p[e[cut, 0], 0])
+        return x.max() - x.min()
+
+    head_w = width(float(head.eye_pivots["left"][1]))
+    top = float(head.head_pivot[1]) - 0.03
+    assert 0.5 * head_w < width(top) < 0.8 * head_w                     # head_w with ears
+    assert width(demohead.NECK_Y + 0.005) > width(top) + 0.02          # flares downwards
+    chin = p[lm["chin"], 1].min()
+    assert chin - demohead.NECK_Y < 0.13                                # no long post
+
+
 def _edges(tris: np.ndarray) -> np.ndarray:
     return np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]).astype(np.int64)
 

@@ -813,10 +813,12 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_expressive_args(p)
 
 
-@command("demo", "start a server, stream the sample, record and write CSV/JSON", _demo_args,
+@command("demo", "start a server, stream the sample, record and write CSV/JSON/glTF/mp4",
+         _demo_args,
          "End-to-end demo on the embedded default model: starts a runtime on free loopback "
          "ports, streams samples/demo.wav into it, records the frames a subscriber receives, "
-         "writes them as Live Link Face CSV and facecast JSON, and checks them against an "
+         "writes them as Live Link Face CSV, facecast JSON and a glTF of the built-in demo head, "
+         "renders a preview video (with the preview extra), and checks the frames against an "
          "offline bake of the same audio.")
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
@@ -926,10 +928,31 @@ def _demo(args: argparse.Namespace) -> int:
         say(f"jawOpen ranges {jaw.min():.3f}..{jaw.max():.3f} (mean {jaw.mean():.3f})")
         say(f"wrote {csv_path.resolve()} (Live Link Face CSV)")
         say(f"wrote {json_path.resolve()} (facecast JSON)")
+        glb_path = out_dir / f"{args.subject}.glb"
+        write(glb_path, batch)
+        say(f"wrote {glb_path.resolve()} (glTF 2.0: the built-in demo head carrying the "
+            "animation; open it in Blender or any glTF viewer)")
+        _demo_preview(json_path, sample, out_dir / f"{args.subject}.mp4", say)
         say(f"done in {time.monotonic() - t0:.2f} s")
     finally:
         server.stop()
     return EXIT_OK
+
+
+def _demo_preview(take: Path, audio: Path, mp4: Path, say: Callable[[str], None]) -> None:
+    """Render the recorded take on the demo head with its audio, when the preview extra is
+    installed (``make demo`` installs it); otherwise say how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        say("skipped the preview video: it needs the preview extra "
+            "(pip install 'facecast[preview]')")
+        return
+    from .preview.video import render_preview
+
+    stats = render_preview(take, mp4, audio=audio, fps=30)
+    say(f"wrote {mp4.resolve()} (preview video, {stats.frames} frames at {stats.fps} fps "
+        f"with the audio; rendered at {stats.render_fps:.0f} frames/s)")
 
 
 def _wait_subscribed(client: Any, topic: str, timeout: float = 3.0) -> None:

@@ -9,15 +9,24 @@ Construction
 * The skin (face, skull, ears, neck) is one grid in spherical coordinates about a point behind
   the nose: azimuth ``u`` (0 = +Z, positive towards +X, the subject's left) and elevation ``v``.
   Each grid direction is cast onto a smooth signed-distance head (union of ellipsoids, a nose, an
-  elliptic neck) by bisection, so the surface is star-shaped and cleanly wound (outward normals).
+  elliptic neck flaring gently towards the shoulders) by bisection, so the surface is
+  star-shaped and cleanly wound (outward normals). Rows and columns are denser where detail
+  is (eyes, mouth, ears); the rows next to the lips ease back to the grid gradually.
 * The mouth and the eyes are *slits* in that grid: along one grid row, between two columns, every
   vertex exists twice (an upper and a lower copy). The lips are the skin triangles around the
   mouth slit (material ``lips``) and roll inwards through a short inner strip into a dark mouth
   cavity; jawOpen rotates the lower copy and everything below about the jaw hinge, opening a
   real gap. The eyelids are the skin around the eye slits; they lie on a shell just outside the
-  eyeballs, so sliding a lid in grid space (blink, squint, wide, look) keeps it on the eyeball.
+  eyeballs (inside a shallow socket), so sliding a lid in grid space (blink, squint, wide, look)
+  keeps it on the eyeball; a rounded margin and the upper lid's fold and crease ride along.
+* Gaze: the eyeballs turn only with the eye rotation channels (``eye_vertices`` about
+  ``eye_pivots``). The ``eyeLook*`` keys move the lids and the skin around them, following the
+  gaze a little (looking down lowers the upper lid ...), and never an eyeball vertex, so a
+  runtime that sends gaze both as eyeLook* weights and as eye yaw/pitch turns the eyes once.
 * Teeth (upper, lower), tongue, mouth cavity and the eyeballs (``eye_white``, ``iris``,
   ``pupil``) are separate closed or open parts sharing the one vertex array.
+* Part colours are picked in sRGB (``COLORS_SRGB``) and stored linear (``COLORS``), as
+  :class:`facecast.mesh.MeshPart` and glTF's ``baseColorFactor`` expect.
 
 Left and right are the subject's own sides (+X is the subject's left); units are metres, +Y up,
 +Z forward. The mesh is exactly mirror-symmetric: :func:`demo_mirror` gives, for every vertex,
@@ -34,7 +43,8 @@ import numpy as np
 from .mesh import HeadMesh, MeshPart, rotation_matrix
 from .schema import ARKIT52
 
-__all__ = ["demo_head", "demo_landmarks", "demo_mirror", "JAW_HINGE", "JAW_OPEN_ANGLE"]
+__all__ = ["demo_head", "demo_landmarks", "demo_mirror", "srgb_to_linear", "JAW_HINGE",
+           "JAW_OPEN_ANGLE"]
 
 # --------------------------------------------------------------------------------------------
 # dimensions (metres)
@@ -42,7 +52,7 @@ __all__ = ["demo_head", "demo_landmarks", "demo_mirror", "JAW_HINGE", "JAW_OPEN_
 C0 = np.array([0.0, 0.0, -0.005])           # centre of the skin's spherical grid
 EYE_CENTRE = np.array([0.0330, 0.019, 0.0590])  # left eye (x > 0); the right one is mirrored
 EYE_RADIUS = 0.0170
-LID_GAP = 0.0012                             # lid shell radius = EYE_RADIUS + LID_GAP
+LID_GAP = 0.0006                             # lid shell radius = EYE_RADIUS + LID_GAP
 PUPIL_ANGLE, IRIS_ANGLE = 0.25, 0.64         # angular radii on the eyeball (radians)
 LID_MARGIN, LID_FOLD, LID_CREASE = 0.0006, 0.0015, 0.0010   # lid relief (radial, metres)
 SOCKET_DEPTH = 0.0050       # how far the skin around an eye may sink below the skull
@@ -78,14 +88,14 @@ def srgb_to_linear(c) -> tuple[float, ...]:
     """sRGB-encoded colour components (0..1) to linear RGB (what :class:`MeshPart` stores)."""
     c = np.clip(np.asarray(c, np.float64), 0.0, 1.0)
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    return tuple(round(float(x), 5) for x in lin)
+    return tuple(float(x) for x in lin)
 
 
 # part colours as one would pick them in an sRGB colour picker, and roughness
 COLORS_SRGB = {
     "skin": ((0.88, 0.65, 0.53), 0.55),
     "lips": ((0.76, 0.40, 0.38), 0.55),
-    "mouth": ((0.50, 0.15, 0.16), 0.7),
+    "mouth": ((0.60, 0.17, 0.18), 0.7),
     "teeth": ((0.94, 0.92, 0.86), 0.25),
     "tongue": ((0.84, 0.44, 0.46), 0.4),
     "eye_white": ((0.95, 0.94, 0.92), 0.2),
@@ -177,7 +187,10 @@ def _lid_relief(s: int, u: np.ndarray, v0: np.ndarray, side: np.ndarray) -> np.n
     dv = v0 - V_EYE
     above = (dv > 0) | ((dv == 0) & (side > 0))
     t = np.abs(dv)
-    margin = LID_MARGIN * np.exp(-(t / 0.035) ** 2)
+    # the lid edge itself lies on the shell (no gap to see through); just behind it the
+    # rounded margin
+    margin = LID_MARGIN * _smoothstep(0.0, 0.016, t) * np.exp(
+        -(np.maximum(t - 0.016, 0.0) / 0.035) ** 2)
     fold = _smoothstep(0.0, 0.03, t) * (LID_FOLD * np.exp(-((t - 0.035) / 0.03) ** 2)
                                         - LID_CREASE * np.exp(-((t - 0.095) / 0.025) ** 2))
     return lat * (margin + np.where(above, fold, 0.0))
@@ -446,9 +459,11 @@ class _Skin:
             sink = _smin(np.maximum(r - r_shell, 0.0), dish, 0.0015)
             sink = np.clip(sink, 0.0, None)
             r = r - sink
-            # the lid relief rides on the lids (by rest grid position)
+            # the lid relief rides on the lids (by rest grid position), never into the eyeball
             r = r + (1.0 - _smoothstep(0.8 * ang_r, 1.2 * ang_r, ang)) * _lid_relief(
                 s, u, v0, side)
+            disc = b * b - de * de + (EYE_RADIUS + 0.5 * LID_GAP) ** 2
+            r = np.where(disc > 0, np.maximum(r, b + np.sqrt(np.maximum(disc, 0.0))), r)
         # the lip seam: a groove along the mouth slit
         dm = (v - V_MOUTH) / 0.030
         lat = 1.0 - _smoothstep(A_MOUTH - 0.03, A_MOUTH + 0.10, np.abs(u))
@@ -629,11 +644,15 @@ def _build() -> tuple[HeadMesh, dict[str, np.ndarray], np.ndarray]:
     parts = _Parts()
     skin_ids = parts.add("skin", skin_p, skin_groups)
 
-    # ---- mouth cavity: an ellipsoidal cup open towards the lips, seen from inside
+    # ---- mouth cavity: an ellipsoidal cup open towards the lips, seen from inside. Its rim
+    # stays well behind the lips (4 mm behind the teeth's front) so that no mouth key that moves
+    # the lips or the skin around the mouth uncovers it.
     cav_c = np.array([0.0, mouth_y - 0.004, teeth_z - 0.030])
-    cp, ct = _ellipsoid_mesh(cav_c, (0.036, 0.025, 0.036), 12, 24)
-    keep = ~np.all(cp[ct][:, :, 2] > teeth_z - 0.002, axis=1)
-    ct = ct[keep][:, ::-1]
+    cav_r = np.array([0.036, 0.025, 0.036])
+    rim = float(np.arccos((teeth_z - 0.004 - cav_c[2]) / cav_r[2]))
+    cp, ct, _ = _sphere(rim + (np.pi - rim) * np.arange(12) / 12, 24)
+    ct = ct[(ct != 0).all(axis=1)][:, ::-1] - 1          # no front cap: open towards the lips
+    cp = cp[1:] * cav_r + cav_c
     cav_ids = parts.add("mouth", cp, {"mouth": ct})
 
     # ---- teeth
