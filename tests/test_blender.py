@@ -202,6 +202,92 @@ def test_recorder_places_sessions_on_one_timeline():
     assert rec.subject == "alice" and rec.ignored == 1
 
 
+# ---------------------------------------------------------------------------------------------
+# expression settings -> the runtime's session options and the facecast command's flags
+# ---------------------------------------------------------------------------------------------
+def _cli_options(flags: list[str]) -> dict:
+    """What the real `facecast bake` makes of ``flags``."""
+    from facecast_runtime.cli import _expressive_options, build_parser
+
+    args = build_parser().parse_args(["bake", "in.wav", "-o", "out.json", *flags])
+    return _expressive_options(args)
+
+
+def test_expression_names_and_defaults_match_the_runtime():
+    from facecast_runtime import expressive
+    from facecast_runtime.expressive import options as ro
+
+    assert core.EMOTIONS == expressive.EMOTIONS
+    assert core.EXPRESSIVE_LAYERS == expressive.LAYERS
+    assert core.DEFAULT_TRANSITION_S == ro.DEFAULT_TRANSITION_S
+    assert core.MAX_LAYER_GAIN == ro.MAX_GAIN and core.MAX_EMOTION_KEYS == ro.MAX_KEYS
+    assert core.MAX_TRANSITION_S == ro.OPTION_SPEC["transition"]["max"]
+    assert core.MAX_SEED == ro.OPTION_SPEC["seed"]["max"]
+    defaults = expressive.default_options()
+    assert defaults.pop("emotion") == "neutral"          # neutral is where every take starts
+    assert core.expression_options() == defaults
+    assert core.expression_flags() == []
+    assert core.expression_summary() == ""
+
+
+def test_expression_options_and_flags_agree_with_the_runtime(tmp_path):
+    from facecast_runtime.expressive import EmotionKey, load_keys_file, parse_options
+
+    keys_json = tmp_path / "keys.json"
+    keys_json.write_text(json.dumps({"keys": [
+        {"time": 2.5, "name": "Sad", "intensity": 0.4, "transition": 1.25},
+        [0.75, "angry", 0.9], [1.0, "surprised"], {"time": 0, "name": "afraid"}]}))
+    keys_csv = tmp_path / "keys.csv"
+    keys_csv.write_text("time,name,intensity,transition\n# a comment\n1.5, happy, 0.7\n"
+                        "0.25,disgusted,0.3,0.2\n\n3,neutral,,\n")
+    for f in (keys_json, keys_csv):
+        assert core.read_emotion_keys(str(f)) == load_keys_file(f), f.name
+    single = float(np.float32(0.8))                # what a Blender float property gives back
+    cases = [
+        {},
+        {"emotion": "happy", "intensity": single, "enable": {"head": False}},
+        {"expressive": False, "seed": 2**40 + 3, "emotion": "Sad", "intensity": 0.25,
+         "transition": float(np.float32(1.7)), "auto_emotion": True},
+        {"gains": {"head": 0.5, "blinks": 2.0, "gaze": 0.0, "brows": 3.0, "emotion": 1.0},
+         "enable": {"gaze": False, "brows": False, "blinks": False, "emotion": False},
+         "keys_file": str(keys_json)},
+        {"emotion": "afraid", "intensity": 1.0, "keys_file": str(keys_csv), "transition": 0.0},
+        {"emotion": "neutral", "intensity": 0.5, "keys_file": str(keys_json), "seed": 1},
+    ]
+    for values in cases:
+        opts = core.expression_options(**values)
+        cfg = parse_options(opts)                                  # the runtime accepts it
+        flags = core.expression_flags(**values)
+        assert parse_options(_cli_options(flags)).as_dict() == cfg.as_dict(), (values, flags)
+        if values.get("keys_file"):
+            assert opts["emotion_keys"] == load_keys_file(values["keys_file"])
+    cfg = parse_options(core.expression_options(**cases[1]))
+    assert cfg.keys == [EmotionKey(0.0, "happy", 0.8)] and cfg.enable["head"] is False
+    assert core.expression_flags(**cases[1]) == ["--emotion", "happy:0.8", "--no-head"]
+    assert core.expression_summary(**cases[1]) == "happy:0.8, head off"
+    assert core.expression_summary(**cases[2]) == "expression off"
+    cfg = parse_options(core.expression_options(**cases[2]))
+    assert not cfg.enabled and cfg.seed == 2**40 + 3 and cfg.transition == 1.7
+    assert cfg.auto_emotion and cfg.keys == [EmotionKey(0.0, "sad", 0.25)]
+    # a neutral emotion leaves a keys file's first key (at 0 s) alone
+    cfg = parse_options(core.expression_options(**cases[5]))
+    assert [(k.time, k.name) for k in cfg.keys] == [(0.0, "afraid"), (0.75, "angry"),
+                                                    (1.0, "surprised"), (2.5, "sad")]
+    # bad values: one line naming the problem, before any runtime is asked
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,happy,0.5\n1.0,joyful,0.5\n")
+    for values, match in (({"emotion": "joyful"}, "allowed: neutral, happy, sad"),
+                          ({"intensity": 1.5}, "intensity must be between 0 and 1"),
+                          ({"gains": {"head": 3.5}}, "head gain must be between 0 and 3"),
+                          ({"enable": {"nose": False}}, "unknown layer 'nose'"),
+                          ({"seed": -1}, "seed must be"),
+                          ({"keys_file": str(bad)}, r"bad.csv:2: unknown emotion 'joyful'"),
+                          ({"keys_file": str(tmp_path / "nope.csv")}, "not found")):
+        for fn in (core.expression_options, core.expression_flags):
+            with pytest.raises(core.BridgeError, match=match):
+                fn(**values)
+
+
 def test_wheel_tags_follow_blenders_platform_rules():
     fits = build.wheel_fits
     linux = "pyzmq-27.3.0-cp311-cp311-manylinux_2_26_x86_64.manylinux_2_28_x86_64.whl"
@@ -400,8 +486,10 @@ def _draw_panels(ext, bpy) -> None:
     from types import SimpleNamespace
 
     for cls in (ext.panel.FACECAST_PT_main, ext.panel.FACECAST_PT_live,
-                ext.panel.FACECAST_PT_bake, ext.panel.FACECAST_PT_import):
+                ext.panel.FACECAST_PT_bake, ext.panel.FACECAST_PT_expression,
+                ext.panel.FACECAST_PT_import):
         cls.draw(SimpleNamespace(layout=_Layout()), bpy.context)
+    ext.panel.FACECAST_PT_expression.draw_header(SimpleNamespace(layout=_Layout()), bpy.context)
     ext.properties.FacecastPreferences.draw(
         SimpleNamespace(layout=_Layout(), facecast_path="", curve_dir="x", curve_client=""),
         bpy.context)
@@ -766,6 +854,80 @@ def test_bake_through_a_running_server(ext, scene, bpy_module, server, clip):
         kv = _keys(ext, key, _shape_path(name))
         assert kv[:, 0].tolist() == list(range(1, len(ref) + 1))
         assert np.allclose(kv[:, 1], ref.channel(name), atol=1e-4), name
+
+
+def test_bake_with_expression_settings_in_process_subprocess_and_server(ext, scene, bpy_module,
+                                                                        server, clip, tmp_path):
+    """The Expression panel's settings reach every runtime: happy:0.8 smiles, head off keeps
+    the head still, a keys file turns sad at 1 s, and the facecast command (flags) and the
+    server (open options) key the same values as the in-process bake (options)."""
+    bpy = bpy_module
+    mesh = _mesh(bpy, "Face", list(ARKIT52))
+    head = bpy.data.objects.new("HeadCtl", None)
+    scene.collection.objects.link(head)
+    head.rotation_mode = 'XYZ'
+    s = scene.facecast
+    scene.render.fps = 30
+    s.target, s.head.object = mesh, head
+    s.audio = str(clip)
+    s.add_sound = False
+    s.runtime = "IN_PROCESS"
+    key = mesh.data.shape_keys
+
+    def bake() -> tuple[dict, np.ndarray]:
+        head.animation_data_clear()               # the head rests at zero (a bake's rest is
+        head.rotation_euler = (0.0, 0.0, 0.0)     # the target's rotation when it starts)
+        assert bpy.ops.facecast.bake(wait=True) == {'FINISHED'}, ext.keying.last_message()
+        shapes = {n: _keys(ext, key, _shape_path(n))[:, 1].copy() for n in ARKIT52}
+        rot = np.stack([_keys(ext, head, "rotation_euler", i)[:, 1] for i in range(3)], 1)
+        return shapes, rot
+
+    neutral, neutral_head = bake()
+    ex = s.expression
+    ex.emotion, ex.intensity, ex.use_head = "happy", 0.8, False
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"time": 1.0, "name": "sad", "intensity": 0.7,
+                                 "transition": 0.3}]))
+    ex.keys_file = str(keys)
+    _draw_panels(ext, bpy)
+    happy, happy_head = bake()
+    assert "happy:0.8, keys keys.json, head off" in ext.bake.last_result["message"]
+    for name in ("mouthSmileLeft", "mouthSmileRight"):      # happy in the first second ...
+        assert happy[name][:30].mean() > neutral[name][:30].mean() + 0.1, name
+    for name in ("mouthFrownLeft", "browInnerUp"):           # ... sad from 1.3 s
+        assert happy[name][40:].mean() > neutral[name][40:].mean() + 0.05, name
+    assert np.abs(neutral_head).max() > 1e-3                       # the head moves by default
+    assert np.abs(happy_head).max() < 1e-9                          # ... and not when off
+    assert np.allclose(happy["jawOpen"], neutral["jawOpen"], atol=1e-6)   # lip sync unchanged
+
+    others = [("SERVER", None)]
+    exe = Path(sys.executable).with_name("facecast")
+    if exe.is_file():
+        others.insert(0, ("SUBPROCESS", exe))
+    s.control_address, s.address = server.control, server.frames
+    for runtime, path in others:
+        if path is not None:
+            ext.properties.preferences().facecast_path = str(path)
+        s.runtime = runtime
+        shapes, rot = bake()
+        kind = {"SUBPROCESS": "subprocess", "SERVER": "server"}[runtime]
+        assert f", {kind}, happy:0.8, keys keys.json, head off)" \
+            in ext.bake.last_result["message"]
+        for name in ARKIT52:
+            assert np.allclose(shapes[name], happy[name], atol=1e-4), (runtime, name)
+        assert np.abs(rot).max() < 1e-9, runtime
+    assert len(others) == 2 or not IN_CI
+
+    # live sessions are opened by the sender: the same settings as flags for it
+    assert bpy.ops.facecast.copy_expression_flags() == {'FINISHED'}
+    assert ext.keying.last_message()[1] == \
+        f"copied: --emotion happy:0.8 --emotion-keys {keys} --no-head"
+    ex.emotion = "neutral"
+    ex.keys_file = str(clip.with_suffix(".missing.json"))
+    _draw_panels(ext, bpy)                                         # shows the error
+    assert _run(bpy.ops.facecast.bake) == {'CANCELLED'}
+    assert "emotion keys file not found" in ext.keying.last_message()[1]
+    assert ext.bake.pending() is None
 
 
 def _tick(ext, n: int = 1, sleep: float = 0.005) -> None:

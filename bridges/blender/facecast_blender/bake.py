@@ -31,6 +31,8 @@ class Pending:
     action_mode: str
     add_sound: bool
     report: str = ""
+    #: a few words on the expression settings ('' at the runtime's defaults)
+    expression: str = ""
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -66,16 +68,18 @@ def start(context) -> str:
         report = core.missing_summary(rmap)
     audio = bpy.path.abspath(settings.audio) if settings.audio else ""
     prefs = properties.preferences(context)
+    expression = settings.expression.values()
+    summary = core.expression_summary(**expression)      # validates: fails before the job
     curve = None
     if settings.runtime in (core.RUNTIME_SERVER, core.RUNTIME_AUTO):
         curve = keying.connection(context, settings.control_address, settings.address)
     job = core.make_job(settings.runtime, audio, runtime_fps(keying.scene_fps(scene)),
                         executable=prefs.facecast_path if prefs else "",
                         control=settings.control_address, frames=settings.address,
-                        curve=curve)
+                        curve=curve, expression=expression)
     _pending = Pending(job, scene.name, mesh.name if mesh is not None else "", targets,
                        job.audio, settings.start_frame, settings.action_mode, settings.add_sound,
-                       report)
+                       report, summary)
     if not bpy.app.timers.is_registered(poll):
         bpy.app.timers.register(poll, first_interval=POLL_S)
     keying.redraw()
@@ -135,7 +139,8 @@ def finish(p: Pending, batch) -> dict[str, Any]:
         w = keying.add_sound(scene, p.audio, p.start_frame)
         if w:
             warnings.append(w)
-    msg = (f"baked {os.path.basename(p.audio)} ({take.duration:.2f} s, {p.job.kind}): "
+    how = ", ".join(x for x in (f"{take.duration:.2f} s", p.job.kind, p.expression) if x)
+    msg = (f"baked {os.path.basename(p.audio)} ({how}): "
            f"{summary['shape_keys']} shape keys"
            + (f", {'/'.join(summary['rotations'])}" if summary['rotations'] else "")
            + f" keyed on frames {plan.frames[0]}-{plan.frames[-1]} into "

@@ -40,7 +40,8 @@ __all__ = [
     "make_plan", "smooth", "ExpSmoother", "SCHEMA_TO_BLENDER", "head_matrices", "eye_matrices",
     "local_quaternions", "Recorder", "LiveLink", "BakeJob", "InProcessJob", "SubprocessJob",
     "RemoteJob", "make_job", "find_facecast_executable", "runtime_importable", "read_audio",
-    "ROTATION_ROLES",
+    "ROTATION_ROLES", "EMOTIONS", "EXPRESSIVE_LAYERS", "Expression", "expression_options",
+    "expression_flags", "expression_summary", "read_emotion_keys",
 ]
 
 
@@ -709,6 +710,226 @@ def read_audio(path: str) -> tuple[np.ndarray, int, str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# expression: the runtime's expressive-layer options (head, blinks, gaze, brows, emotion)
+# ---------------------------------------------------------------------------------------------
+#: The named emotions of ``facecast_runtime.expressive.EMOTIONS`` (a copy: the extension runs
+#: without the runtime; tests/test_blender.py checks that both lists agree).
+EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "surprised", "disgusted",
+                             "afraid")
+#: Layers with an on/off switch and a gain (``facecast_runtime.expressive.LAYERS``).
+EXPRESSIVE_LAYERS: tuple[str, ...] = ("head", "blinks", "gaze", "brows", "emotion")
+#: The ``facecast`` command's flag stem of each layer: --no-LAYER, --STEM-gain.
+LAYER_FLAG = {"head": "head", "blinks": "blink", "gaze": "gaze", "brows": "brow",
+              "emotion": "emotion"}
+DEFAULT_TRANSITION_S = 0.6
+MAX_LAYER_GAIN = 3.0
+MAX_TRANSITION_S = 10.0
+MAX_SEED = 2**63 - 1
+MAX_EMOTION_KEYS = 10_000
+
+
+def _num(v: Any, what: str, lo: float, hi: float, exact: bool = False) -> float:
+    """A number in [lo, hi]; rounded to 6 decimals (Blender's float properties are single
+    precision: 0.8 comes back as 0.800000011920929) unless ``exact``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BridgeError(f"{what} must be a number, not {v!r:.40}")
+    f = float(v)
+    if not math.isfinite(f) or not lo <= f <= hi:
+        raise BridgeError(f"{what} must be between {lo:g} and {hi:g}, not {v!r}")
+    return f if exact else float(round(f, 6))
+
+
+def _emotion(name: Any) -> str:
+    n = name.strip().lower() if isinstance(name, str) else None
+    if n not in EMOTIONS:
+        raise BridgeError(f"unknown emotion {str(name)[:40]!r}; allowed: {', '.join(EMOTIONS)}")
+    return n
+
+
+def _emotion_key(spec: Any, where: str) -> dict[str, Any]:
+    """One timed emotion as the runtime writes it: {time, name, intensity[, transition]}."""
+    if isinstance(spec, (list, tuple)) and 2 <= len(spec) <= 4:
+        spec = dict(zip(("time", "name", "intensity", "transition"), spec))
+    if not isinstance(spec, Mapping):
+        raise BridgeError(f"{where} must be a map or [time, name, intensity], not {spec!r:.60}")
+    unknown = sorted(set(spec) - {"time", "name", "intensity", "transition"})
+    if unknown:
+        raise BridgeError(f"{where}: unknown field {str(unknown[0])[:40]!r} (fields: time, "
+                          f"name, intensity, transition)")
+    if "time" not in spec or "name" not in spec:
+        raise BridgeError(f"{where} needs a time and a name")
+    try:
+        name = _emotion(spec["name"])
+    except BridgeError as exc:
+        raise BridgeError(f"{where}: {exc}") from None
+    key = {"time": _num(spec["time"], f"{where}: time", 0.0, 1e7, exact=True), "name": name,
+           "intensity": _num(spec.get("intensity", 1.0), f"{where}: intensity", 0.0, 1.0,
+                             exact=True)}
+    if spec.get("transition") is not None:
+        key["transition"] = _num(spec["transition"], f"{where}: transition", 0.0,
+                                 MAX_TRANSITION_S, exact=True)
+    return key
+
+
+def read_emotion_keys(path: str) -> list[dict[str, Any]]:
+    """Timed emotions from a file, as ``facecast_runtime.expressive.load_keys_file`` reads it
+    (and ``facecast bake --emotion-keys``): JSON, a list of {time, name, intensity,
+    transition} or [time, name, intensity(, transition)] (or {"keys": [...]}); or CSV rows
+    ``time,name,intensity[,transition]`` with an optional header and # comments. Sorted by time.
+    """
+    import csv
+    import io
+    import json
+
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise BridgeError(f"emotion keys file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BridgeError(f"cannot read emotion keys {name}: {exc}") from None
+    rows: Any
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BridgeError(f"emotion keys {name}: not valid JSON ({exc.msg} at line "
+                              f"{exc.lineno})") from None
+        if isinstance(rows, Mapping):
+            rows = rows.get("keys", rows.get("emotion_keys"))
+        if not isinstance(rows, list):
+            raise BridgeError(f"emotion keys {name}: expected a list of keys")
+        wheres = [f"emotion keys {name}: key {i}" for i in range(len(rows))]
+    else:
+        rows, wheres = [], []
+        for ln, row in enumerate(csv.reader(io.StringIO(text)), 1):
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            if not rows and cells[0].lower() == "time":          # header
+                continue
+            try:
+                vals: list[Any] = [float(cells[0]), cells[1]]
+                vals += [float(c) for c in cells[2:4] if c]
+            except (ValueError, IndexError):
+                raise BridgeError(f"emotion keys {name}:{ln}: expected time,name,intensity"
+                                  f"[,transition], got {','.join(cells)[:60]!r}") from None
+            rows.append(vals)
+            wheres.append(f"emotion keys {name}:{ln}")
+    if len(rows) > MAX_EMOTION_KEYS:
+        raise BridgeError(f"emotion keys {name}: {len(rows)} keys; at most {MAX_EMOTION_KEYS}")
+    keys = [_emotion_key(r, w) for r, w in zip(rows, wheres)]
+    return sorted(keys, key=lambda k: k["time"])
+
+
+@dataclass
+class Expression:
+    """The panel's expression settings as plain values (see :func:`expression_options`)."""
+
+    expressive: bool = True
+    seed: int = 0
+    emotion: str = "neutral"
+    intensity: float = 1.0
+    transition: float = DEFAULT_TRANSITION_S
+    auto_emotion: bool = False
+    gains: dict[str, float] = field(default_factory=dict)
+    enable: dict[str, bool] = field(default_factory=dict)
+    keys_file: str = ""
+
+    def checked(self) -> "Expression":
+        """A validated, normalised copy (BridgeError naming the bad value)."""
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise BridgeError(f"seed must be an integer 0..2^63-1, not {self.seed!r:.40}")
+        gains, enable = {k: 1.0 for k in EXPRESSIVE_LAYERS}, {k: True for k in EXPRESSIVE_LAYERS}
+        for what, given, out in (("gain", self.gains, gains), ("switch", self.enable, enable)):
+            for layer, v in (given or {}).items():
+                if layer not in EXPRESSIVE_LAYERS:
+                    raise BridgeError(f"{what} for unknown layer {str(layer)[:40]!r}; layers: "
+                                      f"{', '.join(EXPRESSIVE_LAYERS)}")
+                out[layer] = (_num(v, f"{layer} gain", 0.0, MAX_LAYER_GAIN) if what == "gain"
+                              else bool(v))
+        keys_file = os.path.abspath(os.path.expanduser(self.keys_file)) if self.keys_file \
+            else ""
+        if keys_file and not os.path.isfile(keys_file):
+            raise BridgeError(f"emotion keys file not found: {keys_file}")
+        return Expression(bool(self.expressive), int(self.seed), _emotion(self.emotion),
+                          _num(self.intensity, "emotion intensity", 0.0, 1.0),
+                          _num(self.transition, "transition", 0.0, MAX_TRANSITION_S),
+                          bool(self.auto_emotion), gains, enable, keys_file)
+
+    @property
+    def emotion_spec(self) -> str:
+        """``NAME:INTENSITY`` (``neutral`` alone: its intensity means nothing)."""
+        if self.emotion == "neutral":
+            return "neutral"
+        return f"{self.emotion}:{self.intensity!r}"
+
+
+def expression_options(**values: Any) -> dict[str, Any]:
+    """The runtime's session options (the keys of
+    ``facecast_runtime.expressive.default_options()``) from the panel's plain values (the
+    fields of :class:`Expression`). They go unchanged to ``bake(..., options=)`` and to the
+    wire's ``open``. A keys file is read here (its keys in ``emotion_keys``). The emotion is
+    keyed at 0 s; ``neutral`` is left out: it is where every take starts anyway, and a
+    neutral key at 0 s would replace the keys file's own first key at 0 s."""
+    e = Expression(**values).checked()
+    out: dict[str, Any] = {"expressive": e.expressive, "seed": e.seed}
+    if e.emotion != "neutral":
+        out["emotion"] = e.emotion_spec
+    out.update({"emotion_keys": read_emotion_keys(e.keys_file) if e.keys_file else [],
+                "transition": e.transition, "gains": dict(e.gains), "enable": dict(e.enable),
+                "auto_emotion": e.auto_emotion})
+    return out
+
+
+def expression_flags(**values: Any) -> list[str]:
+    """The same options as ``facecast`` command-line flags (bake, send, serve), where they
+    differ from the defaults; the runtime makes the same session options of them as of
+    :func:`expression_options`."""
+    e = Expression(**values).checked()
+    flags = [] if e.expressive else ["--no-expressive"]
+    if e.seed:
+        flags += ["--seed", str(e.seed)]
+    if e.emotion != "neutral":
+        flags += ["--emotion", e.emotion_spec]
+    if e.keys_file:
+        read_emotion_keys(e.keys_file)              # the same errors, before anything runs
+        flags += ["--emotion-keys", e.keys_file]
+    if e.transition != DEFAULT_TRANSITION_S:
+        flags += ["--transition", repr(e.transition)]
+    if e.auto_emotion:
+        flags.append("--auto-emotion")
+    for layer in EXPRESSIVE_LAYERS:
+        if not e.enable[layer]:
+            flags.append(f"--no-{layer}")
+        if e.gains[layer] != 1.0:
+            flags += [f"--{LAYER_FLAG[layer]}-gain", repr(e.gains[layer])]
+    return flags
+
+
+def expression_summary(**values: Any) -> str:
+    """A few words for the bake's report: 'happy:0.8, head off' ('' at the defaults)."""
+    e = Expression(**values).checked()
+    if not e.expressive:
+        return "expression off"
+    parts = [] if e.emotion == "neutral" else [e.emotion_spec]
+    if e.keys_file:
+        parts.append(f"keys {os.path.basename(e.keys_file)}")
+    if e.seed:
+        parts.append(f"seed {e.seed}")
+    if e.auto_emotion:
+        parts.append("auto emotion")
+    for layer in EXPRESSIVE_LAYERS:
+        if not e.enable[layer]:
+            parts.append(f"{layer} off")
+        elif e.gains[layer] != 1.0:
+            parts.append(f"{layer} x{e.gains[layer]:g}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
 # bake jobs: in-process, subprocess, remote; polled from a UI timer
 # ---------------------------------------------------------------------------------------------
 def runtime_importable() -> bool:
@@ -804,15 +1025,21 @@ class _ThreadJob(BakeJob):
 
 
 class InProcessJob(_ThreadJob):
-    """``facecast_runtime.engine.bake`` on a worker thread of Blender's own Python."""
+    """``facecast_runtime.engine.bake`` on a worker thread of Blender's own Python.
+    ``options``: session options (:func:`expression_options`)."""
 
     kind = "in-process"
+
+    def __init__(self, audio: str, fps: int, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(audio, fps)
+        self.options = dict(options) if options else None
 
     def _run(self) -> FrameBatch:
         from facecast_runtime.engine import bake_iter
 
         batches = []
-        for batch in bake_iter(self.audio, fps=self.fps, progress=self._progress):
+        for batch in bake_iter(self.audio, fps=self.fps, progress=self._progress,
+                               options=self.options):
             if self.cancelled:
                 raise BridgeError("bake cancelled")
             batches.append(batch)
@@ -824,23 +1051,26 @@ class InProcessJob(_ThreadJob):
 
 
 class SubprocessJob(BakeJob):
-    """``facecast bake AUDIO -o TMP.json`` as a child process."""
+    """``facecast bake AUDIO -o TMP.json`` as a child process; ``flags`` are added to the
+    command line (the expression flags, :func:`expression_flags`)."""
 
     kind = "subprocess"
 
-    def __init__(self, audio: str, fps: int, executable: str) -> None:
+    def __init__(self, audio: str, fps: int, executable: str, flags: Sequence[str] = ()
+                 ) -> None:
         super().__init__(audio, fps)
         self.executable = executable
         self._tmpdir = tempfile.mkdtemp(prefix="facecast_bake_")
         self.output = os.path.join(self._tmpdir, "take.json")
         self._stderr = open(os.path.join(self._tmpdir, "stderr.txt"), "w+b")
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
-        cmd = [executable, "bake", audio, "-o", self.output, "--fps", str(self.fps),
-               "--progress", "never", "-q"]
+        creation = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+        #: the command line (the expression flags last)
+        self.command = [executable, "bake", audio, "-o", self.output, "--fps", str(self.fps),
+                        "--progress", "never", "-q", *flags]
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=self._stderr,
-                                         creationflags=flags)
+                                         creationflags=creation)
         except OSError as exc:
             self._cleanup()
             raise BridgeError(f"cannot run {executable}: {exc.strerror or exc}") from None
@@ -894,8 +1124,11 @@ class RemoteJob(_ThreadJob):
     _ids = itertools.count(1)
 
     def __init__(self, audio: str, fps: int, control: str, frames: str,
-                 timeout: float = 5.0, curve: Any = None) -> None:
+                 timeout: float = 5.0, curve: Any = None,
+                 options: Mapping[str, Any] | None = None) -> None:
         super().__init__(audio, fps)
+        #: session options sent with ``open`` (:func:`expression_options`)
+        self.options = dict(options) if options else None
         self.control = control
         self.frames_address = frames
         self.timeout = timeout
@@ -947,7 +1180,7 @@ class RemoteJob(_ThreadJob):
                     if time.monotonic() > deadline:
                         raise BridgeError(f"cannot subscribe to frames at {self.frames_address}")
                 session = rc.open(self.subject, rate, channels=samples.shape[1], dtype=dtype,
-                                  fps=self.fps)
+                                  fps=self.fps, options=self.options)
                 total = len(samples)
                 chunk = max(1, rate // 2)
                 for i in range(0, total, chunk):
@@ -988,14 +1221,23 @@ RUNTIME_SERVER = "SERVER"
 
 
 def make_job(mode: str, audio: str, fps: int, *, executable: str = "", control: str = "",
-             frames: str = "", curve: Any = None) -> BakeJob:
+             frames: str = "", curve: Any = None,
+             expression: Mapping[str, Any] | None = None) -> BakeJob:
     """Start a bake with the chosen runtime (AUTO: in-process when facecast_runtime imports,
-    else the facecast command, else a running server)."""
+    else the facecast command, else a running server). ``expression``: the panel's plain
+    expression values (:class:`Expression` fields), passed to the runtime as session options
+    (in-process, server) or as the equivalent flags (the facecast command); None: the
+    runtime's defaults."""
     audio = os.path.abspath(os.path.expanduser(audio)) if audio else ""
     if not audio:
         raise BridgeError("choose an audio file to bake")
     if not os.path.isfile(audio):
         raise BridgeError(f"audio file not found: {audio}")
+    options: dict[str, Any] | None = None
+    flags: list[str] = []
+    if expression is not None:                 # validated here (the keys file too)
+        options = expression_options(**expression)
+        flags = expression_flags(**expression)
     hint = ""
     if mode == RUNTIME_AUTO:
         if runtime_importable():
@@ -1010,16 +1252,16 @@ def make_job(mode: str, audio: str, fps: int, *, executable: str = "", control: 
         if not runtime_importable():
             raise BridgeError("facecast_runtime is not installed in Blender's Python; use the "
                               "subprocess or server runtime")
-        return InProcessJob(audio, fps).start()
+        return InProcessJob(audio, fps, options).start()
     if mode == RUNTIME_SUBPROCESS:
         exe = find_facecast_executable(executable)
         if exe is None:
             where = executable or "PATH"
             raise BridgeError(f"facecast command not found ({where}); set its path in the "
                               f"add-on preferences")
-        return SubprocessJob(audio, fps, exe)
+        return SubprocessJob(audio, fps, exe, flags)
     if mode == RUNTIME_SERVER:
-        job = RemoteJob(audio, fps, control, frames, curve=curve)
+        job = RemoteJob(audio, fps, control, frames, curve=curve, options=options)
         job.hint = hint
         return job.start()
     raise BridgeError(f"unknown runtime {mode!r}")

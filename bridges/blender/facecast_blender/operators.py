@@ -112,6 +112,31 @@ class FACECAST_OT_bake_cancel(bpy.types.Operator):
         return {'FINISHED'}
 
 
+class FACECAST_OT_copy_expression_flags(bpy.types.Operator):
+    """Copy the expression settings as facecast command-line flags, for the 'facecast send' or
+    'facecast serve' that feeds the live link (live sessions are opened by the sender)"""
+
+    bl_idname = "facecast.copy_expression_flags"
+    bl_label = "Copy as Flags"
+
+    def execute(self, context):
+        import shlex
+        import subprocess
+        import sys
+
+        try:
+            flags = core.expression_flags(**context.scene.facecast.expression.values())
+        except core.BridgeError as exc:
+            return _fail(self, exc)
+        text = subprocess.list2cmdline(flags) if sys.platform == "win32" else shlex.join(flags)
+        try:
+            context.window_manager.clipboard = text
+        except (AttributeError, RuntimeError):
+            pass
+        _report(self, 'INFO', f"copied: {text}")
+        return {'FINISHED'}
+
+
 class FACECAST_OT_import_take(bpy.types.Operator):
     """Key a Live Link Face CSV, facecast JSON or NPZ take from the start frame"""
 
@@ -207,8 +232,9 @@ class FACECAST_OT_gain_remove(bpy.types.Operator):
 
 CLASSES = (
     FACECAST_OT_connect, FACECAST_OT_disconnect, FACECAST_OT_record, FACECAST_OT_bake,
-    FACECAST_OT_bake_cancel, FACECAST_OT_import_take, FACECAST_OT_check_mapping,
-    FACECAST_OT_write_map, FACECAST_OT_gain_add, FACECAST_OT_gain_remove,
+    FACECAST_OT_bake_cancel, FACECAST_OT_copy_expression_flags, FACECAST_OT_import_take,
+    FACECAST_OT_check_mapping, FACECAST_OT_write_map, FACECAST_OT_gain_add,
+    FACECAST_OT_gain_remove,
 )
 
 

@@ -147,6 +147,46 @@ class FACECAST_PT_bake(_Base, bpy.types.Panel):
             layout.operator("facecast.bake_cancel", icon='CANCEL')
 
 
+class FACECAST_PT_expression(_Base, bpy.types.Panel):
+    """The runtime's expressive layer: what bakes ask for (session options or flags)."""
+
+    bl_label = "Expression"
+    bl_parent_id = "FACECAST_PT_main"
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.facecast.expression, "expressive", text="")
+
+    def draw(self, context):
+        layout = self.layout
+        ex = context.scene.facecast.expression
+        col = layout.column()
+        col.active = ex.expressive
+        col.prop(ex, "seed")
+        row = col.row(align=True)
+        row.prop(ex, "emotion")
+        sub = row.row(align=True)
+        sub.active = ex.emotion != "neutral"
+        sub.prop(ex, "intensity", text="", slider=True)
+        col.prop(ex, "keys_file")
+        col.prop(ex, "transition")
+        col.prop(ex, "auto_emotion")
+        box = col.box()
+        for layer in core.EXPRESSIVE_LAYERS:
+            split = box.split(factor=0.4, align=True)
+            split.prop(ex, f"use_{layer}")
+            sub = split.row(align=True)
+            sub.active = getattr(ex, f"use_{layer}")
+            sub.prop(ex, f"{layer}_gain", slider=True)
+        try:
+            core.expression_summary(**ex.values())
+        except core.BridgeError as exc:
+            box = layout.box()
+            for i, line in enumerate(_wrap(str(exc), 48)):
+                box.label(text=line, icon='ERROR' if i == 0 else 'BLANK1')
+        layout.label(text="Bakes use these; live: set them on the sender", icon='INFO')
+        layout.operator("facecast.copy_expression_flags", icon='COPYDOWN')
+
+
 class FACECAST_PT_import(_Base, bpy.types.Panel):
     bl_label = "Import Take"
     bl_parent_id = "FACECAST_PT_main"
@@ -176,7 +216,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 CLASSES = (FACECAST_UL_gains, FACECAST_PT_main, FACECAST_PT_live, FACECAST_PT_bake,
-           FACECAST_PT_import)
+           FACECAST_PT_expression, FACECAST_PT_import)
 
 
 def register() -> None:

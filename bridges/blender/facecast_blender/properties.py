@@ -54,6 +54,74 @@ class FacecastRotationTarget(bpy.types.PropertyGroup):
     bone: StringProperty(name="Bone", description="Pose bone to rotate (armatures)")
 
 
+EMOTION_ITEMS = [(name, name.capitalize(), f"'{name}' from the take's start (then the keys "
+                                             f"file's keys, if any)")
+                 for name in core.EMOTIONS]
+
+_LAYER_HELP = {
+    "head": "head motion (sway, nods on accents, posture shifts, pitch with the voice)",
+    "blinks": "blinks (more at pauses and with gaze shifts)",
+    "gaze": "eye movements (fixations, saccades, looking away as speech starts)",
+    "brows": "brows and upper face (brow flashes on accents, squint with loudness)",
+    "emotion": "the emotion's face (e.g. happy: smile and cheek squint) and its behaviour",
+}
+
+
+def _layer_switch(layer: str):
+    return BoolProperty(name=layer.capitalize(), default=True,
+                        description=f"Generate {_LAYER_HELP[layer]}; off: those channels "
+                                    f"stay at rest")
+
+
+def _layer_gain(layer: str):
+    return FloatProperty(name="Gain", default=1.0, min=0.0, max=core.MAX_LAYER_GAIN,
+                         soft_max=2.0, description=f"Strength of {_LAYER_HELP[layer]}")
+
+
+class FacecastExpression(bpy.types.PropertyGroup):
+    """The runtime's expressive layer (bakes send these as session options or flags)."""
+
+    expressive: BoolProperty(name="Expressive", default=True,
+                             description="Head, eyes, blinks, brows and emotion from the voice; "
+                                         "off: the mouth only, exactly the model's output")
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Seed of every random choice: the same audio and seed give "
+                                  "the same animation")
+    emotion: EnumProperty(name="Emotion", items=EMOTION_ITEMS, default="neutral")
+    intensity: FloatProperty(name="Intensity", default=1.0, min=0.0, max=1.0,
+                             description="Strength of the emotion")
+    transition: FloatProperty(name="Transition", default=core.DEFAULT_TRANSITION_S, min=0.0,
+                              max=core.MAX_TRANSITION_S, unit='TIME_ABSOLUTE',
+                              description="Blend time between emotions, seconds (keys without "
+                                          "their own transition)")
+    auto_emotion: BoolProperty(name="Auto emotion", default=False,
+                               description="Infer arousal from the voice: more head energy, "
+                                           "livelier brows, wider eyes as the voice rises")
+    keys_file: StringProperty(name="Emotion keys", subtype='FILE_PATH',
+                              description="Timed emotions: JSON [{time, name, intensity, "
+                                          "transition}, ...] or CSV time,name,intensity"
+                                          "[,transition] (times in seconds of audio)")
+    use_head: _layer_switch("head")
+    head_gain: _layer_gain("head")
+    use_blinks: _layer_switch("blinks")
+    blinks_gain: _layer_gain("blinks")
+    use_gaze: _layer_switch("gaze")
+    gaze_gain: _layer_gain("gaze")
+    use_brows: _layer_switch("brows")
+    brows_gain: _layer_gain("brows")
+    use_emotion: _layer_switch("emotion")
+    emotion_gain: _layer_gain("emotion")
+
+    def values(self) -> dict:
+        """Plain values for :func:`core.expression_options` / :func:`core.expression_flags`."""
+        return {"expressive": self.expressive, "seed": self.seed, "emotion": self.emotion,
+                "intensity": self.intensity, "transition": self.transition,
+                "auto_emotion": self.auto_emotion,
+                "gains": {k: getattr(self, f"{k}_gain") for k in core.EXPRESSIVE_LAYERS},
+                "enable": {k: getattr(self, f"use_{k}") for k in core.EXPRESSIVE_LAYERS},
+                "keys_file": bpy.path.abspath(self.keys_file) if self.keys_file else ""}
+
+
 class FacecastSettings(bpy.types.PropertyGroup):
     # -- target and retargeting ------------------------------------------------------------------
     target: PointerProperty(name="Mesh", type=bpy.types.Object, poll=_mesh_poll,
@@ -91,6 +159,8 @@ class FacecastSettings(bpy.types.PropertyGroup):
                             description="Add the audio to the sequencer at the start frame")
     take_file: StringProperty(name="Take", subtype='FILE_PATH',
                               description="Live Link Face CSV, facecast JSON or NPZ take")
+    # -- expression (the runtime's expressive layer) -----------------------------------------------
+    expression: PointerProperty(type=FacecastExpression)
 
 
 class FacecastPreferences(bpy.types.AddonPreferences):
@@ -128,7 +198,8 @@ def preferences(context=None) -> FacecastPreferences | None:
     return addon.preferences if addon is not None else None
 
 
-CLASSES = (FacecastGain, FacecastRotationTarget, FacecastSettings, FacecastPreferences)
+CLASSES = (FacecastGain, FacecastRotationTarget, FacecastExpression, FacecastSettings,
+           FacecastPreferences)
 
 
 def register() -> None:
