@@ -345,3 +345,23 @@ def test_envelope_is_independent_of_block_size():
     assert len(a[0]) == col[-1] + 1
     k = 17
     assert a[1][k] == x[col == k].max() and a[0][k] == x[col == k].min()
+
+
+def test_preview_and_plot_take_the_expressive_options(tmp_path):
+    from facecast.schema import CHANNELS
+    from facecast_runtime.preview.video import iter_frame_values
+
+    clip, _ = _clip(tmp_path, 3.0)
+    smile = [CHANNELS.index("mouthSmileLeft"), CHANNELS.index("mouthSmileRight")]
+    yaw = CHANNELS.index("headYaw")
+    plain = np.concatenate(list(iter_frame_values(clip, 30)))
+    happy = np.concatenate(list(iter_frame_values(clip, 30, options={"emotion": "happy:0.9",
+                                                                     "enable": {"head": False}})))
+    assert happy.shape == plain.shape
+    assert happy[:, smile].mean() > plain[:, smile].mean() + 0.2
+    assert np.all(happy[:, yaw] == 0.0) and np.any(plain[:, yaw] != 0.0)
+    for cmd, out in (("preview", "x.mp4"), ("plot", "x.png")):
+        p = facecast_cli(cmd, str(clip), "-o", str(tmp_path / out), "--emotion", "gleeful")
+        assert p.returncode == 2
+        assert "gleeful" in one_line_error(p) and "happy" in one_line_error(p)
+        assert not (tmp_path / out).exists()

@@ -1165,6 +1165,7 @@ def _preview_args(p: argparse.ArgumentParser) -> None:
     from .preview import commands
 
     commands.configure_preview(p, _fps)
+    _add_expressive_args(p)
 
 
 @command("preview", "render a video of the head animated by the runtime, with the audio",
@@ -1175,6 +1176,7 @@ def _preview_args(p: argparse.ArgumentParser) -> None:
 def _preview(args: argparse.Namespace) -> int:
     from .preview import commands
 
+    args.expressive_options = _expressive_options(args)
     return commands.run_preview(args, _Progress(args.progress, f"preview {Path(args.input).name}"))
 
 
@@ -1182,6 +1184,7 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
     from .preview import commands
 
     commands.configure_plot(p, _fps)
+    _add_expressive_args(p)
 
 
 @command("plot", "plot the waveform and the main channels of a take (PNG/SVG/PDF)", _plot_args,
@@ -1191,6 +1194,7 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 def _plot(args: argparse.Namespace) -> int:
     from .preview import commands
 
+    args.expressive_options = _expressive_options(args)
     return commands.run_plot(args)
 
 

@@ -90,6 +90,7 @@ def run_preview(args: argparse.Namespace, progress: Any) -> int:
     try:
         stats = render_preview(src, args.output, audio=args.audio, mesh=mesh, rmap=rmap,
                                fps=args.fps, size=args.size, model=args.model,
+                               options=getattr(args, "expressive_options", None),
                                overlay=args.overlay, supersample=args.supersample,
                                crf=args.crf, progress=progress)
     finally:
@@ -145,7 +146,8 @@ def run_plot(args: argparse.Namespace) -> int:
     else:
         from ..engine import bake
 
-        batch = bake(str(src), model=args.model, fps=args.fps)
+        batch = bake(str(src), model=args.model, fps=args.fps,
+                     options=getattr(args, "expressive_options", None))
     if len(batch) == 0:
         raise PlotError(f"input {args.input!r} produced no frames")
     envelope = None

@@ -117,7 +117,7 @@ def _resampled(batch: Any, fps: int, chunk: int = 1024) -> Iterator[np.ndarray]:
 
 
 def iter_frame_values(source: str | os.PathLike[str], fps: int, model: str = "default",
-                      ) -> Iterator[np.ndarray]:
+                      options: dict | None = None) -> Iterator[np.ndarray]:
     """Channel vectors (blocks of shape (n, len(CHANNELS))) for video frames 0, 1, ... at
     ``fps``: baked on the fly from an audio file, or read from a baked facecast file."""
     from facecast import formats
@@ -131,7 +131,7 @@ def iter_frame_values(source: str | os.PathLike[str], fps: int, model: str = "de
         return
     from ..engine import bake_iter
 
-    for batch in bake_iter(p, model=model, fps=fps):
+    for batch in bake_iter(p, model=model, fps=fps, options=options):
         if len(batch):
             yield batch.values
 
@@ -274,6 +274,7 @@ def check_output(output: str | os.PathLike[str]) -> tuple[Path, str]:
 def render_preview(source: str | os.PathLike[str], output: str | os.PathLike[str], *,
                    audio: str | os.PathLike[str] | None = None, mesh: HeadMesh | None = None,
                    rmap: Any = None, fps: int = 30, size: int = 512, model: str = "default",
+                   options: dict | None = None,
                    overlay: bool = True, supersample: int = 2, crf: int = 20,
                    preset: str = "veryfast", caption: str | None = None,
                    progress: Progress | None = None) -> PreviewStats:
@@ -281,7 +282,8 @@ def render_preview(source: str | os.PathLike[str], output: str | os.PathLike[str
 
     ``audio`` is the sound for a baked source (an audio source is its own sound). ``mesh``
     defaults to the demo head; ``rmap`` (a RetargetMap, preset name or JSON map path) to the
-    preset detected from its shape keys.
+    preset detected from its shape keys. ``options`` are the session options of an audio
+    source's bake (expressive layer: emotion, seed, gains; see docs/expression.md).
     """
     from facecast.formats import AtomicFile
 
@@ -332,7 +334,7 @@ def render_preview(source: str | os.PathLike[str], output: str | os.PathLike[str
                      long=(duration or 0) >= 3600) if overlay else None
         enc = _Encoder(af.temp_path, fmt, size, size, fps, sound, crf, preset)
         k = 0
-        for block in iter_frame_values(src, fps, model):
+        for block in iter_frame_values(src, fps, model, options):
             for row in block:
                 t0 = time.perf_counter()
                 img = renderer.render(row)
