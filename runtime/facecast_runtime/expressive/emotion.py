@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from .options import EMOTIONS, EmotionKey
 
 #: Blendshape offsets of each emotion at intensity 1.
@@ -122,6 +124,7 @@ class EmotionTimeline:
             T = self.transition if k.transition is None else k.transition
             segs.append((k.time, T, w, _target(k)))
         self._segs = segs
+        self._t0s = np.array([seg[0] for seg in segs], np.float64)
         self._cursor = 0
 
     @staticmethod
@@ -144,6 +147,67 @@ class EmotionTimeline:
             c += 1
         self._cursor = c
         return self._eval_seg(segs[c], t)
+
+    def weights_array(self, ts: np.ndarray) -> np.ndarray | None:
+        """:meth:`weights` at every time of the increasing array ``ts``, as rows of an
+        ``(len(ts), N)`` array (the same float operations, so the same values), or None where
+        every weight is 0 (no key yet)."""
+        segs = self._segs
+        if not segs or not len(ts) or ts[-1] < segs[0][0]:
+            return None
+        W = np.zeros((len(ts), N))
+        # the segment of each time: the last key at or before it (-1: before the first key)
+        idx = np.searchsorted(self._t0s, ts, side="right") - 1
+        bounds = np.flatnonzero(np.diff(idx)) + 1
+        starts = [0] + bounds.tolist()
+        ends = bounds.tolist() + [len(ts)]
+        for lo, hi in zip(starts, ends):
+            c = int(idx[lo])
+            if c < 0:
+                continue
+            t0, T, w0, w1 = segs[c]
+            if T <= 0.0:
+                W[lo:hi] = w1
+                continue
+            x = (ts[lo:hi] - t0) / T
+            # _smooth, then x + (y - x) * a per weight unless a >= 1
+            a = np.where(x <= 0.0, 0.0, np.where(x >= 1.0, 1.0, x * x * (3.0 - 2.0 * x)))
+            full = a >= 1.0
+            for e in range(N):
+                W[lo:hi, e] = np.where(full, w1[e], w0[e] + (w1[e] - w0[e]) * a)
+        return W
+
+
+def behaviour_array(W: np.ndarray, gain: float = 1.0) -> list[np.ndarray]:
+    """:func:`behaviour` of every row of ``W`` (weights, as from
+    :meth:`EmotionTimeline.weights_array`): the six behaviour parameters as arrays, with the
+    same float operations in the same order (so the same values)."""
+    n = len(W)
+    cols = W.T[1:]                                  # weights of the emotions, row per emotion
+    # sum(w[1:]) as sum() adds; only rows whose total may reach 1 need it exactly (the
+    # others keep scale 1 whatever the rounding), and those are rare
+    tot = cols[0] + 0.0
+    for c in cols[1:]:
+        tot = tot + c
+    tot = tot * gain
+    near = np.flatnonzero(tot > 0.999999)
+    scale = np.ones(n)
+    if near.size:
+        rows = W[near, 1:].tolist()
+        for r, i in zip(rows, near.tolist()):
+            t = sum(r) * gain
+            scale[i] = 1.0 if t <= 1.0 else 1.0 / t
+    neutral = BEHAVIOUR["neutral"]
+    out = [np.full(n, neutral[j]) for j in range(6)]
+    for i in range(1, N):
+        if not cols[i - 1].any():
+            continue                                # adds (+-)0.0 only
+        wi = cols[i - 1] * gain * scale
+        b = BEHAVIOUR[EMOTIONS[i]]
+        for j in range(6):
+            # wi == 0 adds (+-)0.0, which leaves these sums (never -0.0) as they are
+            out[j] = out[j] + wi * (b[j] - neutral[j])
+    return out
 
 
 def behaviour(w: Sequence[float], gain: float = 1.0) -> tuple[float, ...]:

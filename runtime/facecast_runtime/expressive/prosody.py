@@ -37,8 +37,19 @@ PITCH_WINDOW_S = 0.040
 F0_MIN, F0_MAX = 80.0, 400.0
 YIN_THRESHOLD = 0.20
 
+PIECE_FRAMES = 160        # frames of audio analysed per step (a working set that fits in cache)
+
 FIELDS = ("level_db", "voiced", "f0", "speech", "loud", "pitch", "accent", "pause", "onset",
           "arousal")
+
+
+def _windows(a: np.ndarray, start: int, n: int, width: int, stride: int) -> np.ndarray:
+    """Rows ``a[start + r * stride : start + r * stride + width]`` for r < n, as a view of the
+    contiguous array ``a`` (numpy checks that it holds them)."""
+    if n == 1:
+        return a[start : start + width][None]
+    return np.ndarray((n, width), a.dtype, a, start * a.itemsize,
+                      (stride * a.itemsize, a.itemsize))
 
 
 class ProsodyAnalyser:
@@ -64,7 +75,6 @@ class ProsodyAnalyser:
         self.nfft = 1 << int(math.ceil(math.log2(self.pwin + self.tau_max)))
         self._taus = np.arange(1, self.tau_max + 1)
         self._dscale = self.pwin / (self.pwin - self._taus)
-        self._rows_idx = np.arange(64)
         dt = 1.0 / FRAME_RATE
 
         def ema(tau: float) -> float:
@@ -157,7 +167,11 @@ class ProsodyAnalyser:
                  else np.concatenate(self._pending))
             self._pending = []
             self.n_pending = 0
-            self._compute(x)
+            # in pieces of a few seconds: the same values (any cut gives them), and the
+            # intermediate arrays stay in the CPU caches (much faster than one big block)
+            piece = self.hop * PIECE_FRAMES
+            for i in range(0, len(x), piece):
+                self._compute(x[i : i + piece])
         return self.frames
 
     def _compute(self, x: np.ndarray) -> None:
@@ -174,18 +188,20 @@ class ProsodyAnalyser:
         xs = np.concatenate([self._x, x])            # xs[k] is sample n0 - ewin + k
         ps = np.concatenate([self._p, pitch_new])    # pitch samples before n_in
         if n_new > 0:
-            ms = np.arange(self.frames + 1, m_end + 1, dtype=np.int64)
-            # energy windows [m*hop - ewin, m*hop)
-            starts = ms * self.hop - self.ewin - (n0 - self.ewin)
-            idx = starts[:, None] + np.arange(self.ewin)[None, :]
-            E = np.ascontiguousarray(xs[idx])
+            # energy windows [m*hop - ewin, m*hop) for m = frames+1 .. m_end: rows of a strided
+            # view (consecutive windows start hop samples apart)
+            s0 = (self.frames + 1) * self.hop - n0           # xs index of the first window
+            E = _windows(xs, s0, n_new, self.ewin, self.hop)
             level = 10.0 * np.log10(np.mean(E * E, axis=1) + 1e-10)
             # pitch windows: pitch samples q with q*dec + dec - 1 < m*hop, the last pwin of them
-            q_end = ms * self.hop // self.dec                     # exclusive, global
             p_first_global = (n0 + first) // self.dec - self.pwin  # global index of ps[0]
-            pidx = (q_end - self.pwin - p_first_global)[:, None] + np.arange(self.pwin)[None, :]
-            P = np.ascontiguousarray(ps[pidx])
+            q0 = (self.frames + 1) * self.hop // self.dec - self.pwin - p_first_global
+            P = np.ascontiguousarray(_windows(ps, q0, n_new, self.pwin, self.hop // self.dec))
             f0, voiced = self._yin(P)
+            rows = self._rows
+            rows["level_db"].extend(level.tolist())
+            rows["voiced"].extend(voiced.astype(np.float64).tolist())
+            rows["f0"].extend(np.where(voiced, f0, 0.0).tolist())
             self._sequential(level.tolist(), f0.tolist(), voiced.tolist())
             self.frames = m_end
         self._x = xs[-self.ewin :]
@@ -195,21 +211,37 @@ class ProsodyAnalyser:
         """F0 and voicing of each row (a 40 ms window of the pitch path), YIN-style: the
         difference function from the window's autocorrelation, normalised by its cumulative
         mean; the first local minimum under the threshold (else the global minimum) wins."""
-        W, nfft = self.pwin, self.nfft
-        P = P - P.mean(axis=1, keepdims=True)
-        X = np.fft.rfft(P, nfft, axis=1)
+        W, nfft, tmax = self.pwin, self.nfft, self.tau_max
+        n = len(P)
+        # the windows, mean removed, zero-padded to nfft (the padding rfft would add)
+        Pp = np.zeros((n, nfft))
+        np.subtract(P, P.mean(axis=1, keepdims=True), out=Pp[:, :W])
+        Pc = Pp[:, :W]
+        cs = np.cumsum(Pc * Pc, axis=1)
+        # rows with (almost) no energy are unvoiced whatever the rest says: skip them (every
+        # step below works row by row, so the other rows' values do not change)
+        loud = cs[:, W - 1] > 1e-7 * W
+        f0 = np.zeros(n)
+        voiced = np.zeros(n, bool)
+        n_loud = int(np.count_nonzero(loud))
+        if n_loud == 0:
+            return f0, voiced
+        if n_loud < n:
+            Pp = Pp[loud]
+            cs = cs[loud]
+        X = np.fft.rfft(Pp, nfft, axis=1)
         r = np.fft.irfft(X.real * X.real + X.imag * X.imag, nfft, axis=1)
-        cs = np.cumsum(P * P, axis=1)
         taus = self._taus
         # d(tau) = sum_{n < W-tau} (x[n] - x[n+tau])^2, scaled to W terms
-        d = (cs[:, W - 1 - taus] + (cs[:, W - 1 : W] - cs[:, taus - 1]) - 2.0 * r[:, taus])
+        d = (cs[:, W - 1 - tmax : W - 1][:, ::-1] + (cs[:, W - 1 : W] - cs[:, :tmax])
+             - 2.0 * r[:, 1 : tmax + 1])
         d = np.maximum(d, 0.0) * self._dscale
         cmnd = d * taus / np.maximum(np.cumsum(d, axis=1), 1e-12)
         seg = cmnd[:, self.tau_min - 1 :]
         mid = seg[:, 1:-1]
         cand = (mid < YIN_THRESHOLD) & (mid <= seg[:, :-2]) & (mid <= seg[:, 2:])
         first = np.where(cand.any(axis=1), cand.argmax(axis=1) + 1, seg.argmin(axis=1))
-        rows = self._rows_idx[: len(P)] if len(P) <= len(self._rows_idx) else np.arange(len(P))
+        rows = np.arange(len(seg))
         last = seg.shape[1] - 1
         a = seg[rows, np.maximum(first - 1, 0)]
         b = seg[rows, first]
@@ -218,15 +250,24 @@ class ProsodyAnalyser:
         ok = den > 1e-12
         shift = np.where(ok, 0.5 * (a - c) / np.where(ok, den, 1.0), 0.0)
         tau = first + self.tau_min + np.clip(shift, -0.5, 0.5)
-        voiced = (b < 0.30) & (cs[:, W - 1] > 1e-7 * W)
-        f0 = np.where(voiced, self.psr / tau, 0.0)
-        return f0, voiced
+        v = b < 0.30
+        fv = np.where(v, self.psr / tau, 0.0)
+        if n_loud < n:
+            voiced[loud] = v
+            f0[loud] = fv
+            return f0, voiced
+        return fv, v
 
     def _sequential(self, level: list, f0: list, voiced: list) -> None:
+        # plain floats, frame by frame; min()/max() are spelt out as comparisons (the same
+        # comparisons in the same order, so the same results, ties and NaN included)
         K = self._k
-        rows = self._rows
-        o_level, o_voiced, o_f0, o_speech, o_loud = (rows["level_db"], rows["voiced"],
-                                                     rows["f0"], rows["speech"], rows["loud"])
+        rise, decay, k_on, k_off, phrase = K["rise"], K["decay"], K["on"], K["off"], K["phrase"]
+        k_base, k_pdecay, k_fast, k_slow, k_refr = (K["base"], K["pdecay"], K["fast"],
+                                                    K["slow"], K["refr"])
+        k_long, k_short, k_ar, k_ar_decay = K["long"], K["short"], K["arousal"], K["ar_decay"]
+        rows = self._rows       # level_db, voiced and f0 are stored by the caller
+        o_speech, o_loud = rows["speech"], rows["loud"]
         o_pitch, o_accent, o_pause, o_onset, o_arousal = (rows["pitch"], rows["accent"],
                                                           rows["pause"], rows["onset"],
                                                           rows["arousal"])
@@ -240,9 +281,29 @@ class ProsodyAnalyser:
         log2, tanh = math.log2, math.tanh
         for e, f, v in zip(level, f0, voiced):
             # noise floor (rises 2 dB/s, falls at once) and speech peak (decays 1 dB/s)
-            floor = min(e, floor + K["rise"], peak - 20.0)
-            peak = max(e, peak - K["decay"], floor + 25.0)
-            thr = max(floor + 12.0, peak - 32.0, -62.0)
+            # floor = min(e, floor + rise, peak - 20)
+            x = floor + rise
+            y = peak - 20.0
+            floor = e
+            if x < floor:
+                floor = x
+            if y < floor:
+                floor = y
+            # peak = max(e, peak - decay, floor + 25)
+            x = peak - decay
+            y = floor + 25.0
+            peak = e
+            if x > peak:
+                peak = x
+            if y > peak:
+                peak = y
+            # thr = max(floor + 12, peak - 32, -62)
+            thr = floor + 12.0
+            x = peak - 32.0
+            if x > thr:
+                thr = x
+            if -62.0 > thr:
+                thr = -62.0
             pause_ev = 0.0
             onset_ev = 0.0
             if e > thr:
@@ -251,15 +312,15 @@ class ProsodyAnalyser:
             else:
                 run_off += 1
                 run_on = 0
-            if not speech and run_on >= K["on"]:
+            if not speech and run_on >= k_on:
                 speech = True
-                onset_ev = max(0.01, (pa_frames - K["on"] + 1) / FRAME_RATE)
+                onset_ev = max(0.01, (pa_frames - k_on + 1) / FRAME_RATE)
                 sp_frames = 0
-            elif speech and run_off >= K["off"]:
+            elif speech and run_off >= k_off:
                 speech = False
-                if sp_frames >= K["phrase"]:
+                if sp_frames >= phrase:
                     pause_ev = 1.0
-                pa_frames = K["off"]
+                pa_frames = k_off
             if speech:
                 sp_frames += 1
             else:
@@ -269,19 +330,28 @@ class ProsodyAnalyser:
                 st = 12.0 * log2(f / 100.0)
                 if base_st is None:
                     base_st = st
-                base_st += (st - base_st) * K["base"]
-                pitch = max(-12.0, min(12.0, st - base_st))
+                base_st += (st - base_st) * k_base
+                # pitch = max(-12, min(12, st - base_st))
+                x = st - base_st
+                if not x < 12.0:
+                    x = 12.0
+                pitch = x if x > -12.0 else -12.0
             else:
-                pitch *= K["pdecay"]
+                pitch *= k_pdecay
             # onsets: fast minus slow level
-            es += (e - es) * K["fast"]
-            el += (e - el) * K["slow"]
+            es += (e - es) * k_fast
+            el += (e - el) * k_slow
             onset = es - el
-            loud = max(0.0, min(1.0, (e - (peak - 24.0)) / 24.0))
+            # loud = max(0, min(1, (e - (peak - 24)) / 24))
+            x = (e - (peak - 24.0)) / 24.0
+            if not x < 1.0:
+                x = 1.0
+            loud = x if x > 0.0 else 0.0
             accent = 0.0
             since += 1
-            if speech and v and onset > 5.0 and since > K["refr"]:
-                armed = max(armed, onset)
+            if speech and v and onset > 5.0 and since > k_refr:
+                if onset > armed:
+                    armed = onset
             if armed > 0.0 and onset < onset_prev:
                 sa = (0.35 * min(1.0, (armed - 5.0) / 10.0) + 0.4 * loud
                       + 0.25 * max(0.0, min(1.0, pitch / 4.0)))
@@ -295,18 +365,15 @@ class ProsodyAnalyser:
             if speech:
                 if lvl_long is None:
                     lvl_long = lvl_short = e
-                lvl_long += (e - lvl_long) * K["long"]
-                lvl_short += (e - lvl_short) * K["short"]
+                lvl_long += (e - lvl_long) * k_long
+                lvl_short += (e - lvl_short) * k_short
                 ap = pitch if pitch >= 0.0 else -pitch
-                rng_long += (ap - rng_long) * K["long"]
-                rng_short += (ap - rng_short) * K["short"]
+                rng_long += (ap - rng_long) * k_long
+                rng_short += (ap - rng_short) * k_short
                 arousal += (tanh((lvl_short - lvl_long) / 6.0 + (rng_short - rng_long) / 2.5)
-                            - arousal) * K["arousal"]
+                            - arousal) * k_ar
             else:
-                arousal *= K["ar_decay"]
-            o_level.append(e)
-            o_voiced.append(1.0 if v else 0.0)
-            o_f0.append(f if v else 0.0)
+                arousal *= k_ar_decay
             o_speech.append(1.0 if speech else 0.0)
             o_loud.append(loud)
             o_pitch.append(pitch if v else 0.0)

@@ -17,6 +17,12 @@ per internal frame, used or not. So the same audio and seed give identical frame
 and in a stream cut into any chunks, and switching one layer off or changing its gain leaves
 the others unchanged.
 
+A call with a few internal frames (a live stream) runs them one by one (the layers' ``step``);
+a larger one (a bake) runs as a block: each layer's recursions still go frame by frame on plain
+floats (``run``), and what does not feed back (prosody lookup, emotion weights, behaviour,
+targets, the output rows) is computed on whole arrays with the same float operations in the
+same order, so both give the same values, bit for bit, and share one state.
+
 Layers (all angles in degrees inside, radians on output)
 --------------------------------------------------------
 * **head**: three sources summed per axis (yaw, pitch, roll). (1) Sway: filtered noise
@@ -68,6 +74,9 @@ EYELOOK_RANGE_DEG = 30.0
 VOR_GAIN = 0.85
 VERGENCE_DEG = 1.0
 
+# internal frames up to which a process() call runs frame by frame (beyond: as a block)
+SMALL_BLOCK = 40
+
 # random numbers each layer draws per internal frame (uniform, normal)
 _DRAWS = {"head": (6, 9), "blinks": (8, 0), "gaze": (8, 4), "brows": (5, 0)}
 
@@ -79,25 +88,47 @@ def _ch(name: str) -> int:
 
 class _Draws:
     """Per-frame random numbers of one layer: ``nu`` uniforms and ``nn`` normals per frame,
-    from two generators, drawn in blocks (block boundaries never change the sequence)."""
+    from two generators, drawn in blocks (block boundaries never change the sequence).
+    ``u`` and ``z`` hold those of the current block (frame ``i`` at ``nu * i`` ...), as
+    arrays; ``ul`` and ``zl`` as lists once :meth:`as_lists` ran; :meth:`rows` gives them
+    one row per frame."""
 
-    __slots__ = ("gu", "gn", "nu", "nn", "u", "z")
+    __slots__ = ("gu", "gn", "nu", "nn", "u", "z", "ul", "zl")
 
     def __init__(self, seq: np.random.SeedSequence, nu: int, nn: int) -> None:
         su, sn = seq.spawn(2)
         self.gu = np.random.Generator(np.random.PCG64(su))
         self.gn = np.random.Generator(np.random.PCG64(sn))
         self.nu, self.nn = nu, nn
-        self.u: list = []
-        self.z: list = []
+        self.u = self.z = np.zeros(0)
+        self.ul: list = []
+        self.zl: list = []
 
     def draw(self, frames: int) -> None:
-        self.u = self.gu.random(self.nu * frames).tolist() if self.nu else []
-        self.z = self.gn.standard_normal(self.nn * frames).tolist() if self.nn else []
+        self.u = self.gu.random(self.nu * frames) if self.nu else np.zeros(0)
+        self.z = self.gn.standard_normal(self.nn * frames) if self.nn else np.zeros(0)
+
+    def as_lists(self) -> None:
+        self.ul = self.u.tolist()
+        self.zl = self.z.tolist()
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        frames = len(self.u) // self.nu          # every layer draws uniforms
+        return self.u.reshape(frames, self.nu), self.z.reshape(frames, self.nn)
+
+
+class _Block:
+    """What the internal frames of one ``process`` call know (shared by the layers): arrays
+    with one value per internal frame, ``tl`` the frame times as a list, the frames with
+    prosodic events, and ``shown``, the slice of the frames that are output."""
+
+    __slots__ = ("n", "t", "tl", "speech", "loud", "pitch", "accent", "pause", "onset",
+                 "accent_at", "pause_at", "onset_at", "auto", "act", "beh", "shown")
 
 
 class _Ctx:
-    """What one internal frame knows (shared by the layers)."""
+    """What one internal frame knows (shared by the layers' ``step``); ``activity`` (the speech
+    activity envelope) carries over from frame to frame, in both paths."""
 
     __slots__ = ("t", "speech", "loud", "pitch", "accent", "pause", "onset", "activity",
                  "beh", "auto", "hy", "hp", "saccade_blink")
@@ -116,6 +147,26 @@ class _Ctx:
         self.hy = 0.0
         self.hp = 0.0
         self.saccade_blink = False
+
+
+def _at(x, sl: slice):
+    """``x[sl]`` for an array, ``x`` for a number (a value the same at every frame)."""
+    return x[sl] if isinstance(x, np.ndarray) else x
+
+
+def _listed(x, n: int) -> list:
+    """Values at the ``n`` frames as a list (``x``: an array or a number)."""
+    return x.tolist() if isinstance(x, np.ndarray) else [x] * n
+
+
+def _tanh(x: np.ndarray) -> np.ndarray:
+    """``math.tanh`` of every element (np.tanh may round differently)."""
+    return np.array(list(map(math.tanh, x.tolist())))
+
+
+def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``hi if x > hi else (lo if x < lo else x)`` per element."""
+    return np.where(x > hi, hi, np.where(x < lo, lo, x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +195,7 @@ class _Head:
         self.w_nod = 2 * math.pi * self.NOD_HZ
         self.w_slow = 2 * math.pi * self.SLOW_HZ
         self.w_post = 2 * math.pi * self.POSTURE_HZ
-        # per axis state: sway x1, x2, drift, nod pos/vel, posture target/pos/vel
+        # per axis state: sway x1, x2, drift, nod pos/vel, posture target/pos/(unused)/vel
         self.s = [[0.0] * 9 for _ in range(3)]
         wn, wp = self.w_nod, self.w_post
         self._k = (a1, self.b1, a2, 1.0 - a2, self.ad, self.bd, self.norm, wn * wn * DT,
@@ -155,9 +206,122 @@ class _Head:
         self.sv = 0.0
         self.cz = 0.0      # pitch following F0
 
+    def run(self, b: _Block, gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Advance over the block's frames; (yaw, pitch, roll) in degrees at the shown ones.
+
+        Per frame: events (nods on accents, about 1 in 4 weak ones skipped; a slower nod and
+        a tilt at phrase ends; postural shifts at speech onsets and now and then in silence),
+        then the sway, drift, nod and posture filters per axis, the slow nod and the pitch
+        following F0. The filters run on plain floats frame by frame; the per-frame targets
+        and sway amplitudes are computed on whole arrays with the same float operations."""
+        n = b.n
+        U, Z = self.d.rows()
+        energy = b.beh[0] * (1.0 + 0.35 * b.auto)
+        # the head rises a little with F0 over the speaker's median: target of cz
+        czt = (-0.25 * _clip(b.pitch, -6.0, 6.0) * b.act * energy).tolist()
+        # frames that may hold an event (the exact tests run below)
+        cand = ((b.accent > 0.0) | (b.pause > 0.0) | (b.onset > 0.6)
+                | ((b.speech == 0.0) & (U[:, 5] < DT / 10.0)))
+        ev = np.flatnonzero(cand)
+        # per event: the draws and (accent, pause, onset, speech, energy)
+        ev_u, ev_z = U[ev].tolist(), Z[ev].tolist()
+        ev_c = np.stack([b.accent[ev], b.pause[ev], b.onset[ev], b.speech[ev],
+                         energy[ev]], axis=1).tolist()
+        evs = ev.tolist()
+        evs.append(-1)
+        a1, b1, a2, c2, ad, bd, nrm, k_nod, d_nod, k_p, d_p = self._k
+        keep, w_nod, w_slow = self.keep, self.w_nod, self.w_slow
+        ws2 = w_slow * w_slow
+        wsd = 2.0 * self.SLOW_DAMPING * w_slow
+        kcz = DT / 0.25
+        sy, spi, sr = self.s
+        x1y, x2y, dry, pny, vy, ty, ppy, _, pvy = sy
+        x1p, x2p, drp, pnp, vp, tp, ppp, _, pvp = spi
+        x1r, x2r, drr, pnr, vr, tr, ppr, _, pvr = sr
+        sp, sv, cz = self.sp, self.sv, self.cz
+        # sway amplitude per axis, (lo + span * activity) * energy, and the drift gains
+        act = b.act
+        amp_y, amp_p, amp_r = (((lo + (hi - lo) * act) * energy).tolist() for lo, hi in
+                               zip(self.SIGMA_REST, self.SIGMA_SPEECH))
+        fy, fp, fr = self.DRIFT
+        bias = _listed(b.beh[1], n)
+        OY, OP, OR = [0.0] * n, [0.0] * n, [0.0] * n
+        nxt, ei = evs[0], 0
+        for i, (z0, z1, z2, z3, z4, z5), ay, ap, ar, ct, bp in zip(
+                range(n), Z[:, :6].tolist(), amp_y, amp_p, amp_r, czt, bias):
+            if i == nxt:
+                u, z = ev_u[ei], ev_z[ei]
+                acc, pause, onset, speech, en = ev_c[ei]
+                ei += 1
+                nxt = evs[ei]
+                if acc > 0.0 and u[0] < max(0.15, min(0.9, 1.2 * acc - 0.1)):
+                    amp = (1.2 + 3.0 * acc) * en * (0.6 + 0.8 * u[1]) * w_nod
+                    vp += amp
+                    vy += amp * 0.35 * z[6]
+                    vr += amp * 0.30 * z[7]
+                if pause > 0.0 and u[2] < 0.6:
+                    sv += w_slow * (0.6 + 1.0 * u[3]) * en
+                    tr = 0.7 * tr + 1.2 * z[8]
+                shift = 0.0
+                if onset > 0.6 and u[4] < 0.55:
+                    shift = 1.0
+                elif speech == 0.0 and u[5] < DT / 10.0:
+                    shift = 0.65
+                ty *= keep
+                tp *= keep
+                tr *= keep
+                if shift:
+                    ty = 0.4 * ty + shift * 3.5 * z[6]
+                    tp = 0.4 * tp + shift * 2.0 * z[7]
+                    tr = 0.4 * tr + shift * 3.0 * z[8]
+            else:
+                ty *= keep
+                tp *= keep
+                tr *= keep
+            cz += (ct - cz) * kcz
+            # yaw
+            x1y = a1 * x1y + b1 * z0
+            x2y = a2 * x2y + c2 * x1y
+            dry = ad * dry + bd * z3
+            vy = vy - k_nod * pny - d_nod * vy
+            pny = pny + DT * vy
+            pvy = pvy + k_p * (ty - ppy) - d_p * pvy
+            ppy = ppy + DT * pvy
+            # pitch
+            x1p = a1 * x1p + b1 * z1
+            x2p = a2 * x2p + c2 * x1p
+            drp = ad * drp + bd * z4
+            vp = vp - k_nod * pnp - d_nod * vp
+            pnp = pnp + DT * vp
+            pvp = pvp + k_p * (tp - ppp) - d_p * pvp
+            ppp = ppp + DT * pvp
+            # roll
+            x1r = a1 * x1r + b1 * z2
+            x2r = a2 * x2r + c2 * x1r
+            drr = ad * drr + bd * z5
+            vr = vr - k_nod * pnr - d_nod * vr
+            pnr = pnr + DT * vr
+            pvr = pvr + k_p * (tr - ppr) - d_p * pvr
+            ppr = ppr + DT * pvr
+            # slow phrase-end nod
+            sv -= DT * (ws2 * sp + wsd * sv)
+            sp += DT * sv
+            # sway + drift + nod + posture per axis; pitch adds the slow nod, F0 and the bias
+            OY[i] = ay * x2y * nrm + fy * dry + pny + ppy
+            OP[i] = ap * x2p * nrm + fp * drp + pnp + ppp + sp + cz + bp
+            OR[i] = ar * x2r * nrm + fr * drr + pnr + ppr
+        sy[:] = x1y, x2y, dry, pny, vy, ty, ppy, 0.0, pvy
+        spi[:] = x1p, x2p, drp, pnp, vp, tp, ppp, 0.0, pvp
+        sr[:] = x1r, x2r, drr, pnr, vr, tr, ppr, 0.0, pvr
+        self.sp, self.sv, self.cz = sp, sv, cz
+        sl = b.shown
+        return (25.0 * _tanh(np.array(OY[sl]) / 25.0) * gain,
+                20.0 * _tanh(np.array(OP[sl]) / 20.0) * gain,
+                20.0 * _tanh(np.array(OR[sl]) / 20.0) * gain)
+
     def step(self, i: int, c: _Ctx, gain: float) -> tuple[float, float, float]:
-        u = self.d.u
-        z = self.d.z
+        u = self.d.ul
+        z = self.d.zl
         ui = 6 * i
         zi = 9 * i
         energy = c.beh[0] * (1.0 + 0.35 * c.auto)
@@ -215,6 +379,20 @@ class _Head:
 # --------------------------------------------------------------------------------------------
 # blinks
 # --------------------------------------------------------------------------------------------
+def _blink_shape(tau: np.ndarray, tc: np.ndarray, th: np.ndarray, to: np.ndarray
+                 ) -> np.ndarray:
+    """Lid closure at ``tau`` s after onset: ease-in-out closing, hold, ease-out opening."""
+    x = tau / tc
+    closing = x * x * (3.0 - 2.0 * x)
+    t1 = tau - tc
+    t2 = t1 - th
+    y = 1.0 - t2 / to
+    opening = y * y
+    return np.where(tau <= 0.0, 0.0,
+                    np.where(tau < tc, closing,
+                             np.where(t1 < th, 1.0, np.where(t2 < to, opening, 0.0))))
+
+
 class _Blinks:
     RATE_REST = 0.26      # blinks per second before the refractory ramp
     RATE_SPEECH = 0.27
@@ -231,6 +409,81 @@ class _Blinks:
         self.t_pause = -10.0
         self.t_onset = -10.0
         self.count = 0
+
+    def run(self, b: _Block, gain: float, saccades: list) -> tuple[np.ndarray, np.ndarray]:
+        """Advance over the block's frames; (left, right) closure at the shown ones.
+
+        A blink may start at a frame when the last one is over and a uniform draw falls
+        under hazard x refractory ramp x DT (or a large saccade asks for one). The hazard
+        is at most the base rate plus both boosts, so only the frames whose draw falls under
+        that bound (or with a saccade) are examined, with the exact test."""
+        U = self.d.rows()[0]
+        T = b.tl
+        rate0 = ((self.RATE_REST + (self.RATE_SPEECH - self.RATE_REST) * b.act) * b.beh[2]
+                 * (1.0 + 0.2 * b.auto))
+        bound = (rate0 + 2.0 * (self.PAUSE_BOOST + self.ONSET_BOOST)) * DT
+        cand = np.flatnonzero(U[:, 0] < bound).tolist()
+        sacc = set(saccades)
+        if sacc:
+            cand = sorted(set(cand) | sacc)
+        pause_at, onset_at = b.pause_at, b.onset_at
+        ip = io = 0
+        t_pause, t_onset = self.t_pause, self.t_onset
+        t0, tc, th, to = self.t0, self.tc, self.th, self.to
+        end = tc + th + to + 0.02
+        segs = [(0, t0, tc, th, to, self.amp_l, self.amp_r, self.lag)]
+        if cand:
+            exp = math.exp
+            for i, u, rate in zip(cand, U[cand].tolist(), rate0[cand].tolist()):
+                t = T[i]
+                while ip < len(pause_at) and pause_at[ip] <= i:
+                    t_pause = T[pause_at[ip]]
+                    ip += 1
+                while io < len(onset_at) and onset_at[io] <= i:
+                    t_onset = T[onset_at[io]]
+                    io += 1
+                since = t - t0
+                if since >= end:
+                    dp = t - t_pause
+                    if dp < 1.5:
+                        rate += self.PAUSE_BOOST * exp(-dp / self.PAUSE_TAU)
+                    do = t - t_onset
+                    if do < 1.0:
+                        rate += self.ONSET_BOOST * exp(-do / self.ONSET_TAU)
+                    refr = (since - self.REFRACTORY_S) / self.RAMP_S
+                    refr = 1.0 if refr > 1.0 else (0.0 if refr < 0.0 else refr)
+                    if u[0] < rate * refr * DT or (i in sacc and since > 0.6):
+                        t0 = t
+                        self.count += 1
+                        tc = 0.07 + 0.03 * u[1]
+                        th = 0.05 * u[2] * u[2]
+                        to = 0.14 + 0.10 * u[3]
+                        amp = 0.86 + 0.14 * u[4]
+                        if u[5] < 0.12:
+                            amp = 0.5 + 0.25 * u[6]
+                        segs.append((i, t0, tc, th, to, amp, amp * (0.96 + 0.08 * u[6]),
+                                     (u[7] - 0.5) * 0.016))
+                        end = tc + th + to + 0.02
+        if pause_at:
+            t_pause = T[pause_at[-1]]
+        if onset_at:
+            t_onset = T[onset_at[-1]]
+        self.t_pause, self.t_onset = t_pause, t_onset
+        _, self.t0, self.tc, self.th, self.to, self.amp_l, self.amp_r, self.lag = segs[-1]
+        # closure at the shown frames, each with the parameters of the last blink that started
+        # at or before it (0 more than 0.5 s after its onset)
+        sl = b.shown
+        ts = b.t[sl]
+        first, step = sl.start, sl.step
+        rows = [max(0, -(-(s[0] - first) // step)) for s in segs]    # first shown row of each
+        rows.append(len(ts))
+        par = np.repeat(np.array([s[1:] for s in segs]), np.diff(rows), axis=0)
+        t0, tc, th, to, amp_l, amp_r, lag = par.T
+        since = ts - t0
+        on = since <= 0.5
+        bl = np.where(on, amp_l * _blink_shape(since, tc, th, to) * gain, 0.0)
+        br = np.where(on, amp_r * _blink_shape(since - lag, tc, th, to) * gain, 0.0)
+        return bl, br
 
     def _shape(self, tau: float) -> float:
         """Lid closure at ``tau`` s after onset: ease-in-out closing, hold, ease-out opening."""
@@ -250,7 +503,7 @@ class _Blinks:
         return 0.0
 
     def step(self, i: int, c: _Ctx, gain: float) -> tuple[float, float]:
-        u = self.d.u
+        u = self.d.ul
         ui = 8 * i
         t = c.t
         if c.pause > 0.0:
@@ -312,9 +565,101 @@ class _Gaze:
         n = math.sqrt(-2.0 * math.log(max(u1, 1e-12))) * math.cos(2.0 * math.pi * u2)
         return median * math.exp(0.5 * n)
 
+    def run(self, b: _Block, gain: float, hy: np.ndarray, hp: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, list]:
+        """Advance over the block's frames; (yaw, pitch) of the eyes in the head at the shown
+        frames (``hy``, ``hp``: the head's), and the frames whose saccade asks for a blink.
+
+        A new fixation may be chosen when the current saccade is over and speech starts
+        (look away), a phrase ends (look back) or the fixation has lasted its time; the
+        frames where none of these can happen only move the saccade and the drift."""
+        n = b.n
+        U, Z = self.d.rows()
+        T = b.tl
+        evs = np.flatnonzero((b.onset > 0.4) | (b.pause > 0.0)).tolist()
+        evs.append(-1)
+        onset_l, pause_l, act_l = b.onset.tolist(), b.pause.tolist(), b.act.tolist()
+        beh4, beh5 = _listed(b.beh[4], n), _listed(b.beh[5], n)
+        gy, gp, dy, dp = self.gy, self.gp, self.dy, self.dp
+        sy0, sp0, sy1, sp1 = self.sy0, self.sp0, self.sy1, self.sp1
+        s_t0, s_dur, away, fix_end = self.s_t0, self.s_dur, self.away, self.fix_end
+        s_end = s_t0 + s_dur
+        ad, bd = self.ad, self.bd
+        cos, sin, hypot, pi = math.cos, math.sin, math.hypot, math.pi
+        GY, GP, DY, DP = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
+        saccade_blinks = []
+        nxt, ei = evs[0], 0
+        for i, (z2, z3) in enumerate(Z[:, 2:4].tolist()):
+            t = T[i]
+            ev = i == nxt
+            if ev:
+                ei += 1
+                nxt = evs[ei]
+            if t >= s_end and (ev or t >= fix_end):
+                u = U[i].tolist()
+                act = act_l[i]
+                choose = 0
+                if onset_l[i] > 0.4 and not away and u[0] < min(0.9, 0.5 * beh4[i]):
+                    choose = 1                               # look away to plan speech
+                elif pause_l[i] > 0.0 and away and u[0] < 0.75:
+                    choose = 2                               # back to the listener
+                elif t >= fix_end:
+                    if away:
+                        choose = 2 if u[1] < 0.8 else 1
+                    else:
+                        choose = 1 if u[1] < (0.15 + 0.2 * act) * beh4[i] else 3
+                if choose:
+                    z = Z[i].tolist()
+                    if choose == 1:
+                        amp = 5.0 + 9.0 * u[2] ** 1.5
+                        ang = 2.0 * pi * u[3]
+                        y = amp * cos(ang)
+                        p = 0.6 * amp * sin(ang) + beh5[i]
+                        away = True
+                        med = 1.1
+                    elif choose == 2:
+                        y = 1.2 * z[0]
+                        p = 0.8 * abs(z[1]) + 0.3 * beh5[i]
+                        away = False
+                        med = 2.0 if act > 0.5 else 3.0
+                    else:  # another point of the listener's face (eyes, mouth)
+                        y = 1.5 * (1.0 if u[2] < 0.5 else -1.0) + 0.4 * z[0]
+                        p = 2.5 * u[3] * u[3] + 0.3 * beh5[i]
+                        med = 1.2
+                    amp = hypot(y - gy, p - gp)
+                    sy0, sp0, sy1, sp1 = gy, gp, y, p
+                    s_t0 = t
+                    s_dur = 0.021 + 0.0022 * amp          # main sequence
+                    s_end = s_t0 + s_dur
+                    fix_end = t + s_dur + self._lognormal(med, u[4], u[5])
+                    if amp > 10.0 and u[6] < 0.3:
+                        saccade_blinks.append(i)
+            if t < s_end:
+                x = (t - s_t0) / s_dur
+                s = x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)          # minimum jerk
+                gy = sy0 + (sy1 - sy0) * s
+                gp = sp0 + (sp1 - sp0) * s
+            elif s_t0 >= 0.0:
+                gy = sy1
+                gp = sp1
+            dy = ad * dy + bd * z2
+            dp = ad * dp + bd * z3
+            GY[i] = gy
+            GP[i] = gp
+            DY[i] = dy
+            DP[i] = dp
+        self.gy, self.gp, self.dy, self.dp = gy, gp, dy, dp
+        self.sy0, self.sp0, self.sy1, self.sp1 = sy0, sp0, sy1, sp1
+        self.s_t0, self.s_dur, self.away, self.fix_end = s_t0, s_dur, away, fix_end
+        # eye in head: gaze minus the vestibulo-ocular share of the head rotation
+        sl = b.shown
+        ey = (np.array(GY[sl]) + 0.15 * np.array(DY[sl]) - VOR_GAIN * hy) * gain
+        ep = (np.array(GP[sl]) + 0.15 * np.array(DP[sl]) - VOR_GAIN * hp) * gain
+        return ey, ep, saccade_blinks
+
     def step(self, i: int, c: _Ctx, gain: float) -> tuple[float, float]:
-        u = self.d.u
-        z = self.d.z
+        u = self.d.ul
+        z = self.d.zl
         ui = 8 * i
         zi = 4 * i
         t = c.t
@@ -386,8 +731,70 @@ class _Brows:
         self.squint = 0.0
         self.asym = 0.0
 
+    def run(self, b: _Block, gain: float) -> tuple[np.ndarray, ...]:
+        """Advance over the block's frames; (browInnerUp, browOuterUpLeft, browOuterUpRight,
+        browDown, squint, sneer) at the shown frames."""
+        n = b.n
+        U = self.d.rows()[0]
+        T = b.tl
+        ev = b.accent_at
+        # per event: the draws and (accent, pitch, loudness)
+        ev_u = U[ev].tolist()
+        ev_c = np.stack([b.accent[ev], b.pitch[ev], b.loud[ev]], axis=1).tolist()
+        evs = ev + [-1]
+        slow_t = (0.035 * _clip(b.pitch, 0.0, 6.0) * b.act).tolist()
+        squint_t = (0.12 * b.loud * b.act).tolist()
+        k_slow, k_squint = DT / 0.4, DT / 0.3
+        raise_, raise_t, raise_until = self.raise_, self.raise_t, self.raise_until
+        down, down_t, down_until = self.down, self.down_t, self.down_until
+        sneer, sneer_t, sneer_until = self.sneer, self.sneer_t, self.sneer_until
+        slow, squint, asym = self.slow, self.squint, self.asym
+        RA, DO, SN, SL, SQ, AS = ([0.0] * n for _ in range(6))
+        nxt, ei = evs[0], 0
+        for i, t in enumerate(T):
+            if i == nxt:
+                u = ev_u[ei]
+                acc, pitch, loud = ev_c[ei]
+                ei += 1
+                nxt = evs[ei]
+                if (pitch > 1.5 and u[0] < 0.3 + 0.5 * acc) or u[0] < 0.1:   # brow flash
+                    raise_t = (0.12 + 0.30 * acc) * (0.7 + 0.6 * u[1])
+                    raise_until = t + 0.20 + 0.20 * u[2]
+                    asym = (u[3] - 0.5) * 0.2
+                elif pitch < -0.5 and loud > 0.5:             # loud and low: brows down
+                    down_t = 0.10 + 0.15 * acc
+                    down_until = t + 0.25
+                if acc > 0.6 and u[4] < 0.35:
+                    sneer_t = 0.04 + 0.06 * acc
+                    sneer_until = t + 0.2
+            tg = raise_t if t < raise_until else 0.0
+            raise_ += (tg - raise_) * (0.22 if tg > raise_ else 0.05)
+            tg = down_t if t < down_until else 0.0
+            down += (tg - down) * (0.15 if tg > down else 0.05)
+            tg = sneer_t if t < sneer_until else 0.0
+            sneer += (tg - sneer) * (0.2 if tg > sneer else 0.06)
+            slow += (slow_t[i] - slow) * k_slow
+            squint += (squint_t[i] - squint) * k_squint
+            RA[i] = raise_
+            DO[i] = down
+            SN[i] = sneer
+            SL[i] = slow
+            SQ[i] = squint
+            AS[i] = asym
+        self.raise_, self.raise_t, self.raise_until = raise_, raise_t, raise_until
+        self.down, self.down_t, self.down_until = down, down_t, down_until
+        self.sneer, self.sneer_t, self.sneer_until = sneer, sneer_t, sneer_until
+        self.slow, self.squint, self.asym = slow, squint, asym
+        sl = b.shown
+        g = gain * _at(b.beh[3], sl) * (1.0 + 0.3 * b.auto[sl])
+        r = np.array(RA[sl]) * g
+        slow_g = np.array(SL[sl]) * g
+        asym_a = np.array(AS[sl])
+        return (r + slow_g, (0.8 + asym_a) * r + 0.6 * slow_g, (0.8 - asym_a) * r + 0.6 * slow_g,
+                np.array(DO[sl]) * g, np.array(SQ[sl]) * g, np.array(SN[sl]) * g)
+
     def step(self, i: int, c: _Ctx, gain: float) -> tuple[float, ...]:
-        u = self.d.u
+        u = self.d.ul
         ui = 5 * i
         t = c.t
         acc = c.accent
@@ -465,7 +872,7 @@ class ExpressiveStage:
         self.blinks = _Blinks(self.draws["blinks"])
         self.gaze = _Gaze(self.draws["gaze"])
         self.brows = _Brows(self.draws["brows"])
-        self.ctx = _Ctx()
+        self.ctx = _Ctx()                # what the current frame knows (frame-by-frame path)
         self.j = 0                       # next internal frame
         self.underruns = 0               # internal frames whose prosody had not arrived
         self._m_prev = 0
@@ -508,6 +915,73 @@ class ExpressiveStage:
         self.prosody.feed(samples)
 
     # -- frames -------------------------------------------------------------------------------
+    def _block(self, j0: int, j_end: int, mp: int, avail: int, m_lo: int, m_hi: int,
+               auto: bool, g_emo: float) -> tuple[_Block, int, np.ndarray | None]:
+        """The inputs of internal frames j0 .. j_end - 1: prosody (the frame that ends at or
+        before each one; the events since the previous one), activity, emotion weights and
+        behaviour. Returns the block, the last prosody frame read and the weights (None: 0)."""
+        pros = self.prosody
+        n = j_end - j0
+        b = _Block()
+        b.n = n
+        js = np.arange(j0, j_end, dtype=np.int64)
+        b.t = js * DT
+        b.tl = b.t.tolist()
+        m = js * pros.sr // (INTERNAL_FPS * pros.hop)          # pros.frame_at(j, 60)
+        if m[-1] > avail:
+            self.underruns += int(np.count_nonzero(m > avail))
+            m = np.minimum(m, avail)
+        k = m - m_lo
+
+        def col(name: str) -> np.ndarray:
+            return np.array(pros.column(name, m_lo, m_hi + 1), np.float64)
+
+        b.speech, b.loud, b.pitch = col("speech")[k], col("loud")[k], col("pitch")[k]
+        b.auto = col("arousal")[k] if auto else np.zeros(n)
+        # events of the prosody frames mp+1 .. m[-1], each at the first internal frame that
+        # reads it or a later one (the largest accent/onset, any pause)
+        acc, pause, onset = {}, {}, {}
+        m_top = int(m[-1])
+        if m_top > mp:
+            q0 = mp + 1 - m_lo
+            ev_acc = pros.column("accent", mp + 1, m_top + 1)
+            ev_pause = pros.column("pause", mp + 1, m_top + 1)
+            ev_onset = pros.column("onset", mp + 1, m_top + 1)
+            a = np.array(ev_acc)
+            nz = np.flatnonzero((a > 0.0) | (np.array(ev_pause) > 0.0)
+                                | (np.array(ev_onset) > 0.0))
+            if nz.size:
+                at = np.searchsorted(k, nz + q0, side="left").tolist()
+                for q, i in zip(nz.tolist(), at):
+                    v = ev_acc[q]
+                    if v > acc.get(i, 0.0):
+                        acc[i] = v
+                    if ev_pause[q] > 0.0:
+                        pause[i] = 1.0
+                    v = ev_onset[q]
+                    if v > onset.get(i, 0.0):
+                        onset[i] = v
+        mp = max(mp, m_top)
+        b.accent, b.pause, b.onset = np.zeros(n), np.zeros(n), np.zeros(n)
+        for arr, d in ((b.accent, acc), (b.pause, pause), (b.onset, onset)):
+            if d:
+                arr[list(d)] = list(d.values())
+        b.accent_at, b.pause_at, b.onset_at = sorted(acc), sorted(pause), sorted(onset)
+        # speech activity (fast attack, slow release)
+        act = self.ctx.activity
+        A = [0.0] * n
+        for i, s in enumerate(b.speech.tolist()):
+            act += (s - act) * (0.15 if s > act else 0.025)
+            A[i] = act
+        self.ctx.activity = act
+        b.act = np.array(A)
+        W = self.timeline.weights_array(b.t)
+        b.beh = (list(emo.NEUTRAL_BEHAVIOUR) if W is None
+                 else emo.behaviour_array(W, g_emo))
+        step = self.step
+        b.shown = slice((-j0) % step, None, step)
+        return b, mp, W
+
     def process(self, batch: FrameBatch) -> FrameBatch:
         n = len(batch)
         if n == 0:
@@ -523,19 +997,37 @@ class ExpressiveStage:
         for d in self.draws.values():
             d.draw(nj)
         cfg = self.config
-        g_head = cfg.effective_gain("head")
-        g_blink = cfg.effective_gain("blinks")
-        g_gaze = cfg.effective_gain("gaze")
-        g_brow = cfg.effective_gain("brows")
-        g_emo = cfg.effective_gain("emotion")
-        auto = cfg.auto_emotion
+        gain = cfg.effective_gain
+        gains = (gain("head"), gain("blinks"), gain("gaze"), gain("brows"), gain("emotion"))
         pros = self.prosody
         m_last = pros.frame_at(j_end - 1, INTERNAL_FPS)
         avail = pros.ensure(m_last)
-        j0 = self.j
         mp = self._m_prev
         m_hi = min(avail, m_last)
         m_lo = min(mp, m_hi)
+        # a few frames (a live stream): frame by frame; more (a bake, a large push): the
+        # block path. Both give the same values and share the layers' state.
+        run = self._run_frames if nj <= SMALL_BLOCK else self._run_block
+        rows, mp = run(batch, j_end, mp, avail, m_lo, m_hi, gains)
+        self._m_prev = mp
+        self.j = j_end       # at 30 fps the odd frame after the last shown one comes next call
+        pros.forget_before(max(0, mp - 1))
+        batch.values[:, self._cols] += rows
+        return batch
+
+    def _run_frames(self, batch: FrameBatch, j_end: int, mp: int, avail: int, m_lo: int,
+                    m_hi: int, gains: tuple) -> tuple[np.ndarray, int]:
+        """Internal frames self.j .. j_end - 1 one by one (the reference implementation of
+        :meth:`_run_block`); the rows of the shown frames as float32, and the last prosody
+        frame read."""
+        g_head, g_blink, g_gaze, g_brow, g_emo = gains
+        step = self.step
+        k0 = batch.start_index
+        nj = j_end - self.j
+        for d in self.draws.values():
+            d.as_lists()
+        auto = self.config.auto_emotion
+        pros = self.prosody
         cols = {f: pros.column(f, m_lo, m_hi + 1) for f in
                 ("speech", "loud", "pitch", "accent", "pause", "onset", "arousal")}
         speech_c, loud_c, pitch_c = cols["speech"], cols["loud"], cols["pitch"]
@@ -553,6 +1045,7 @@ class ExpressiveStage:
         frame_at = pros.frame_at
         R = 1.0 / EYELOOK_RANGE_DEG
         verg = VERGENCE_DEG * g_gaze
+        j0 = self.j
         for i in range(nj):
             j = j0 + i
             t = j * DT
@@ -619,11 +1112,69 @@ class ExpressiveStage:
             row[17] = (row[17] + wide) * (1.0 - bl)
             row[18] = (row[18] + wide) * (1.0 - br)
             rows.append(row)
-        self._m_prev = mp
-        self.j = j_end       # at 30 fps the odd frame after the last shown one comes next call
-        pros.forget_before(max(0, mp - 1))
-        vals[:, self._cols] += np.array(rows, np.float32)
-        return batch
+        return np.array(rows, np.float32), mp
+
+    def _run_block(self, batch: FrameBatch, j_end: int, mp: int, avail: int, m_lo: int,
+                   m_hi: int, gains: tuple) -> tuple[np.ndarray, int]:
+        """Internal frames self.j .. j_end - 1 as a block: each layer runs its recursions
+        frame by frame on plain floats, and everything that does not feed back (prosody
+        lookup, emotion weights and behaviour, the output rows) is computed on whole arrays
+        with the same float operations as :meth:`_run_frames`, so the values are the same."""
+        g_head, g_blink, g_gaze, g_brow, g_emo = gains
+        b, mp, W = self._block(self.j, j_end, mp, avail, m_lo, m_hi, self.config.auto_emotion,
+                               g_emo)
+        hy, hp, hr = self.head.run(b, g_head)
+        ey, ep, saccades = self.gaze.run(b, g_gaze, hy, hp)
+        bl, br = self.blinks.run(b, g_blink, saccades)
+        inner, out_l, out_r, bdown, sq, sneer = self.brows.run(b, g_brow)
+        # the rows of the shown frames, one array per channel of OUT_CHANNELS
+        vals = batch.values
+        R = np.zeros((len(OUT_CHANNELS), len(hy)))
+        Rg = 1.0 / EYELOOK_RANGE_DEG
+        verg = VERGENCE_DEG * g_gaze
+        ly = ey - verg        # converge on the listener: the left eye turns right
+        ry = ey + verg
+        down = np.where(ep > 0.0, ep * Rg, 0.0)
+        up = np.where(ep < 0.0, -ep * Rg, 0.0)
+        R[0], R[1], R[2] = hy * D2R, hp * D2R, hr * D2R
+        R[3], R[4], R[5], R[6] = ly * D2R, ep * D2R, ry * D2R, ep * D2R
+        R[7] = np.where(ly > 0.0, ly * Rg, 0.0)
+        R[8] = np.where(ly < 0.0, -ly * Rg, 0.0)
+        R[9] = np.where(ry > 0.0, ry * Rg, 0.0)
+        R[10] = np.where(ry < 0.0, -ry * Rg, 0.0)
+        R[11] = R[12] = down
+        R[13] = R[14] = up
+        R[19] = R[20] = 0.6 * sq
+        R[21], R[22], R[23], R[24], R[25] = inner, out_l, out_r, bdown, bdown
+        R[26], R[27], R[28], R[29] = sq, sq, sneer, 0.9 * sneer
+        if g_emo > 0.0 and W is not None:
+            Ws = W[b.shown]
+            pf = (vals[:, self._puck[0]] + vals[:, self._puck[1]]).astype(np.float64)
+            pf = np.where(pf > 0.0, pf, 0.0)                # min(1, max(0, pf))
+            pf = np.where(pf < 1.0, pf, 1.0)
+            ps = 1.0 - 0.6 * pf
+            for e in range(1, len(EMOTIONS)):
+                we = Ws[:, e]
+                on = we > 0.0
+                if not on.any():
+                    continue
+                we = we * g_emo
+                for pos, val in self._offsets[e]:
+                    add = we * val
+                    if pos in _PUCKER_SCALED:
+                        add = add * ps
+                    R[pos] = np.where(on, R[pos] + add, R[pos])
+        # eyelids: blink over the resting lid (emotion, arousal, vertical gaze)
+        au = b.auto[b.shown]
+        lid = np.where(au < 0.0, 0.06 * -au, 0.0)
+        bl = bl + (R[15] + 0.35 * down + lid) * (1.0 - bl)
+        br = br + (R[16] + 0.35 * down + lid) * (1.0 - br)
+        R[15] = bl
+        R[16] = br
+        wide = 0.5 * up + np.where(au > 0.0, 0.12 * au, 0.0)
+        R[17] = (R[17] + wide) * (1.0 - bl)
+        R[18] = (R[18] + wide) * (1.0 - br)
+        return R.T.astype(np.float32), mp
 
 
 def make_stage(options: Mapping[str, Any] | None, fps: int = 60,
