@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -44,3 +46,50 @@ def one_line_error(p: subprocess.CompletedProcess, code: int = 2) -> str:
     assert lines[0].startswith("facecast"), lines[0]
     assert "Traceback" not in p.stderr
     return lines[0]
+
+
+class Serve:
+    """``facecast serve`` in a subprocess on free loopback ports, started at construction;
+    ``kill()`` then ``start()`` restarts it on the same ports."""
+
+    def __init__(self, *extra: str) -> None:
+        self.extra = extra
+        self.cport, self.fport = free_port(), free_port()
+        self.control = f"tcp://127.0.0.1:{self.cport}"
+        self.frames = f"tcp://127.0.0.1:{self.fport}"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> "Serve":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "facecast_runtime.cli", "serve", "--control-port",
+             str(self.cport), "--frame-port", str(self.fport), "--log-level", "warning",
+             *self.extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline() if ready else ""
+        if "facecast serve: control" not in line:
+            self.proc.kill()
+            raise AssertionError(f"serve did not start: {line!r} {self.proc.stderr.read()}")
+        return self
+
+    def ports(self) -> list[str]:
+        return ["--control-port", str(self.cport)]
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGINT, then the exit code and stderr."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err

@@ -13,10 +13,7 @@ import importlib
 import importlib.util
 import json
 import os
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +26,7 @@ import pytest
 from facecast.schema import ARKIT52, CHANNEL_INDEX, CHANNELS, FrameBatch
 
 from conftest import require_shared
-from helpers import SR, free_port, speech_like
+from helpers import SR, Serve, free_port, speech_like
 
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE = REPO / "bridges" / "blender"
@@ -788,46 +785,9 @@ def test_import_real_live_link_take(ext, scene, bpy_module):
 # ---------------------------------------------------------------------------------------------
 # against a real `facecast serve`
 # ---------------------------------------------------------------------------------------------
-class Serve:
-    """``facecast serve`` in a subprocess on fixed free ports (restartable on the same ports)."""
-
-    def __init__(self) -> None:
-        self.cport, self.fport = free_port(), free_port()
-        self.control = f"tcp://127.0.0.1:{self.cport}"
-        self.frames = f"tcp://127.0.0.1:{self.fport}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Serve":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "facecast_runtime.cli", "serve", "--control-port",
-             str(self.cport), "--frame-port", str(self.fport), "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if "facecast serve: control" not in line:
-            self.proc.kill()
-            raise AssertionError(f"serve did not start: {line!r} {self.proc.stderr.read()}")
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.communicate()
-
-
 @pytest.fixture(scope="module")
 def server():
-    srv = Serve().start()
+    srv = Serve()
     yield srv
     srv.stop()
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import select
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +20,7 @@ from facecast_runtime.cli import COMMANDS
 from facecast_runtime.engine import bake
 
 REPO = Path(__file__).resolve().parents[1]
-from helpers import SR, facecast_cli as facecast, free_port, one_line_error, speech_like
+from helpers import SR, Serve, facecast_cli as facecast, free_port, one_line_error, speech_like
 
 
 @pytest.fixture(scope="module")
@@ -30,39 +28,6 @@ def wav(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("audio") / "voice.wav"
     sf.write(p, speech_like(1.5), SR, subtype="PCM_16")
     return p
-
-
-class Serve:
-    """``facecast serve`` in a subprocess on free ports."""
-
-    def __init__(self, *extra: str) -> None:
-        self.cport, self.fport = free_port(), free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "facecast_runtime.cli", "serve", "--control-port",
-             str(self.cport), "--frame-port", str(self.fport), "--log-level", "warning",
-             *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline() if ready else ""
-        if "facecast serve: control" not in line:
-            self.proc.kill()
-            raise AssertionError(f"serve did not start: {line!r} {self.proc.stderr.read()}")
-        self.control = f"tcp://127.0.0.1:{self.cport}"
-        self.frames = f"tcp://127.0.0.1:{self.fport}"
-
-    def ports(self) -> list[str]:
-        return ["--control-port", str(self.cport)]
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return self.proc.returncode, err
 
 
 def wait_subscribed(control: str, topic: str, curve=None, timeout: float = 20.0) -> None:
