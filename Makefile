@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
-SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-machac festvox-czech-ph \
+	festvox-suopuhe-lj festvox-suopuhe-mv festvox-ca-ona-hts festvox-ru
 
 .PHONY: demo test setup setup-dev sysdeps bench train clean
 
@@ -26,7 +28,9 @@ setup-dev: $(VENV)/.dev
 
 # Text-to-speech engines used by the training-data generator and its tests.
 sysdeps:
-	@if command -v espeak-ng >/dev/null && command -v text2wave >/dev/null; then :; \
+	@if dpkg-query -W -f='$${Status}\n' $(SYSPKGS) 2>/dev/null | grep -qv "ok installed" || \
+	    ! dpkg-query -W $(SYSPKGS) >/dev/null 2>&1; then missing=1; else missing=; fi; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSPKGS) >/dev/null; \
 	else echo "facecast: please run: sudo apt-get install $(SYSPKGS)"; fi

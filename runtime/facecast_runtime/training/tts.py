@@ -16,6 +16,18 @@ Engines
 * **festival** (kal_diphone, ked_diphone, cmu_us_slt_arctic_hts): one ``festival -b`` process
   per batch runs a generated Scheme script that synthesises each text, saves the wave and writes
   every item of the ``Segment`` relation with its ``end`` feature (seconds in the saved wave).
+* **festival voices of other languages**, built from recordings of real speakers (Italian
+  lp_diphone / pc_diphone, Czech czech_dita / czech_ph / czech_machac, Finnish
+  suo_fi_lj_diphone / hy_fi_mv_diphone, Catalan upc_ca_ona_hts, Russian msu_ru_nsh_clunits;
+  ``FESTIVAL_FOREIGN_*_VOICES``, only those installed are used), rendered the same way, taking
+  ``foreign_share`` of the utterances (``--foreign-share``, default 25 % of train and 20 % of
+  held-out utterances, out of espeak-ng's part; the minutes per split are unchanged). Their
+  Segment names are read through each voice's phone set: :func:`festival_phoneset` dumps
+  ``(PhoneSet.description)`` once per process and :func:`visemes.festival_phoneset_ipa`
+  maps every phone's articulatory features (vowel height / frontness / rounding, consonant
+  type / place / voicing) to IPA, so labial stops and nasals are p / b / m. Texts are
+  pseudo-words in each language's own spelling (:func:`orthographic_phrase`), written into
+  the script in the encoding the voice's front end reads (``FESTIVAL_TEXT_ENCODING``).
 
 Every utterance is built from 1-4 *groups* synthesised separately (each group holds 1-3
 phrases joined by punctuation, which gives the engine's own short pauses), joined with
@@ -34,7 +46,9 @@ syllables in espeak-ng's phoneme input notation ``[[...]]`` built from each lang
 phoneme table (probed through the library), biased towards bilabials, rounded and open vowels.
 
 Held-out split: voices never used in training (espeak-ng variants ``f5`` and ``m7``, festival
-``cmu_us_slt_arctic_hts``), languages never used in training (hu, eu, ta, yue) next to trained
+``cmu_us_slt_arctic_hts``, and of the festival voices of other languages one per language that
+has two or more: ``pc_diphone`` (it), ``czech_machac`` (cs), ``hy_fi_mv_diphone`` (fi); Catalan
+and Russian have one voice each, used in training only), languages never used in training (hu, eu, ta, yue) next to trained
 ones, and texts never used in training (a disjoint English word pool; syllable strings only for
 other languages). ``manifest.jsonl`` marks every entry's ``split``.
 
@@ -64,7 +78,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .visemes import SILENCE, normalize_label, normalize_phones, phone_class
+from .visemes import (SILENCE, festival_phoneset_ipa, normalize_label, normalize_phones,
+                      phone_class)
 
 SAMPLE_RATE = 16000
 ESPEAK_LIBRARY = "libespeak-ng.so.1"
@@ -98,6 +113,21 @@ TRAIN_VARIANTS: tuple[str, ...] = (
 HELDOUT_VARIANTS: tuple[str, ...] = ("f5", "m7")
 FESTIVAL_TRAIN_VOICES: tuple[str, ...] = ("kal_diphone", "ked_diphone")
 FESTIVAL_HELDOUT_VOICES: tuple[str, ...] = ("cmu_us_slt_arctic_hts",)
+#: festival voices built from recordings of real speakers in other languages -> language.
+#: Where a language has two or more voices, one is held out.
+FESTIVAL_FOREIGN_TRAIN_VOICES: dict[str, str] = {
+    "lp_diphone": "it", "czech_dita": "cs", "czech_ph": "cs", "suo_fi_lj_diphone": "fi",
+    "upc_ca_ona_hts": "ca", "msu_ru_nsh_clunits": "ru",
+}
+FESTIVAL_FOREIGN_HELDOUT_VOICES: dict[str, str] = {
+    "pc_diphone": "it", "czech_machac": "cs", "hy_fi_mv_diphone": "fi",
+}
+#: text encoding each language's festival front end reads (its Scheme strings are bytes)
+FESTIVAL_TEXT_ENCODING: dict[str, str] = {
+    "en-us": "ascii", "it": "latin-1", "cs": "iso-8859-2", "fi": "latin-1", "ca": "latin-1",
+    "ru": "utf-8",
+}
+FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 
 #: glibc locale source per espeak-ng language (day / month / language / country names).
 LOCALES: dict[str, str] = {
@@ -149,6 +179,14 @@ class CorpusSpec:
     heldout_variants: tuple = HELDOUT_VARIANTS
     festival_train_voices: tuple = FESTIVAL_TRAIN_VOICES
     festival_heldout_voices: tuple = FESTIVAL_HELDOUT_VOICES
+    #: festival voices of other languages (voice -> language) and their share of utterances
+    #: per split (taken from espeak-ng's share; 0 = the corpus as before these voices)
+    festival_foreign_train_voices: dict = field(
+        default_factory=lambda: dict(FESTIVAL_FOREIGN_TRAIN_VOICES))
+    festival_foreign_heldout_voices: dict = field(
+        default_factory=lambda: dict(FESTIVAL_FOREIGN_HELDOUT_VOICES))
+    foreign_share: float = 0.25
+    foreign_heldout_share: float = 0.2
     #: share of utterances from festival, and from espeak-ng English voices, per split
     festival_share: float = 0.18
     festival_heldout_share: float = 0.25
@@ -406,6 +444,78 @@ def festival_phone_label(label: str) -> str:
     return normalize_label(label, "radio")
 
 
+def festival_voice_available(voice: str) -> bool:
+    """True when festival has the voice installed (``voices/<language>/<voice>``)."""
+    return shutil.which("festival") is not None and any(
+        FESTIVAL_VOICE_DIR.glob(f"*/{voice}"))
+
+
+def _parse_sexp(text: str) -> Any:
+    """The first s-expression of festival's printed output (lists and atoms as str)."""
+    stack: list[list] = [[]]
+    for tok in re.findall(r"\(|\)|[^\s()]+", text):
+        if tok == "(":
+            stack.append([])
+        elif tok == ")":
+            if len(stack) == 1:
+                break
+            done = stack.pop()
+            stack[-1].append(done)
+            if len(stack) == 1:
+                break
+        else:
+            stack[-1].append(tok)
+    if not stack[0]:
+        raise ValueError("no s-expression in festival output")
+    return stack[0][0]
+
+
+@lru_cache(maxsize=None)
+def festival_phoneset(voice: str) -> tuple[str, dict, dict]:
+    """(phone set name, declared feature values, {phone: {feature: value}}) of a festival
+    voice, dumped from ``(PhoneSet.description)`` after selecting the voice (cached per
+    process)."""
+    script = (f"(voice_{voice})\n(print (list (PhoneSet.description '(name)) "
+              f"(PhoneSet.description '(features)) (PhoneSet.description '(phones))))\n")
+    proc = subprocess.run(["festival", "--pipe"], input=script, capture_output=True,
+                          text=True, timeout=120)
+    out = proc.stdout
+    start = out.find("(((name")
+    if start < 0:
+        raise RuntimeError(f"festival voice {voice!r} gave no phone set: "
+                           f"{(proc.stderr or out).strip()[-300:]}")
+    (name_d,), (feat_d,), (phones_d,) = _parse_sexp(out[start:])
+    name = str(name_d[1])
+    declared = {str(f[0]): [str(v) for v in f[1]] for f in feat_d[1]}
+    order = list(declared)
+    phones = {}
+    for ph in phones_d[1]:
+        phones[str(ph[0])] = {k: str(v) for k, v in zip(order, ph[1:])}
+    return name, declared, phones
+
+
+@lru_cache(maxsize=None)
+def festival_phone_table(voice: str) -> dict[str, str]:
+    """{festival phone name: IPA} for a voice, from its phone-set features
+    (:func:`visemes.festival_phoneset_ipa`)."""
+    name, declared, phones = festival_phoneset(voice)
+    return festival_phoneset_ipa(name, declared, phones)
+
+
+def festival_voice_label(voice: str) -> Callable[[str], str]:
+    """Label normaliser for the Segment names of a festival voice of another language."""
+    table = festival_phone_table(voice)
+
+    def label(name: str) -> str:
+        if name in ("pau", "#", "##") or name == "":
+            return SILENCE
+        ipa = table.get(name)
+        if ipa is None or ipa == "":
+            return normalize_label(name, "ipa")
+        return normalize_label(ipa, "ipa")
+    return label
+
+
 _ENGINE: EspeakEngine | None = None
 
 
@@ -603,6 +713,61 @@ def syllable_phrase(rng: np.random.Generator, inv: LanguageInventory) -> str:
     return "[[" + " ".join(words) + "]]"
 
 
+#: Pseudo-word letters per language for festival voices of other languages (near-phonemic
+#: spellings only): consonant onsets, vowels, and optional syllable codas. Weights as in
+#: :func:`probe_inventory`: bilabials x3, labiodentals x1.5, rounded and open vowels x2.5.
+_ORTHOGRAPHY: dict[str, dict[str, list[tuple[str, float]]]] = {
+    "it": {"c": [("p", 3), ("b", 3), ("m", 3), ("f", 1.5), ("v", 1.5), ("t", 1), ("d", 1),
+                 ("n", 1), ("s", 1), ("l", 1), ("r", 1), ("gn", .5), ("z", .5)],
+           "v": [("a", 2.5), ("o", 2.5), ("u", 2.5), ("e", 1), ("i", 1)],
+           "k": [("n", 1), ("l", 1), ("r", 1), ("m", 1)]},
+    "cs": {"c": [("p", 3), ("b", 3), ("m", 3), ("f", 1.5), ("v", 1.5), ("t", 1), ("d", 1),
+                 ("n", 1), ("s", 1), ("z", .5), ("l", 1), ("r", 1), ("k", 1), ("h", .5),
+                 ("j", .5), ("č", .5), ("š", .5), ("ž", .5), ("ř", .5),
+                 ("ch", .5)],
+           "v": [("a", 2.5), ("o", 2.5), ("u", 2.5), ("e", 1), ("i", 1), ("á", 2.5),
+                 ("ú", 1), ("í", .5)],
+           "k": [("m", 1), ("n", 1), ("l", 1), ("s", 1), ("k", 1)]},
+    "fi": {"c": [("p", 3), ("b", 1), ("m", 3), ("v", 1.5), ("t", 1), ("d", .5), ("n", 1),
+                 ("s", 1), ("l", 1), ("r", 1), ("k", 1), ("h", .5), ("j", .5)],
+           "v": [("a", 2.5), ("o", 2.5), ("u", 2.5), ("e", 1), ("i", 1), ("y", 2.5),
+                 ("ä", 2.5), ("ö", 2.5), ("aa", 1), ("oo", 1), ("uu", 1)],
+           "k": [("n", 1), ("l", 1), ("s", 1), ("t", 1)]},
+    "ca": {"c": [("p", 3), ("b", 3), ("m", 3), ("f", 1.5), ("t", 1), ("d", 1), ("n", 1),
+                 ("s", 1), ("l", 1), ("r", 1), ("ny", .5), ("ll", .5)],
+           "v": [("a", 2.5), ("o", 2.5), ("u", 2.5), ("e", 1), ("i", 1), ("à", 1),
+                 ("ò", 1)],
+           "k": [("n", 1), ("l", 1), ("s", 1), ("r", 1)]},
+    "ru": {"c": [("п", 3), ("б", 3), ("м", 3), ("ф", 1.5),
+                 ("в", 1.5), ("т", 1), ("д", 1), ("н", 1),
+                 ("с", 1), ("з", .5), ("л", 1), ("р", 1),
+                 ("к", 1), ("г", .5), ("ш", .5), ("ж", .5)],
+           "v": [("а", 2.5), ("о", 2.5), ("у", 2.5), ("э", 1),
+                 ("ы", 1), ("и", 1)],
+           "k": [("н", 1), ("л", 1), ("с", 1), ("м", 1)]},
+}
+
+
+def orthographic_phrase(rng: np.random.Generator, language: str) -> str:
+    """2-6 pronounceable pseudo-words of 1-3 (C)V(C) syllables in the language's own
+    spelling (a key of ``_ORTHOGRAPHY``), for festival voices that read text."""
+    o = _ORTHOGRAPHY[language]
+    cons, cw = zip(*o["c"])
+    vows, vw = zip(*o["v"])
+    codas = [c for c, _ in o["k"]]
+    words = []
+    for _ in range(int(rng.integers(2, 7))):
+        w = ""
+        for k in range(int(rng.integers(1, 4))):
+            if rng.random() < 0.9 or k == 0:
+                w += _pick(rng, cons, cw)
+            w += _pick(rng, vows, vw)
+            if rng.random() < 0.15:
+                w += codas[int(rng.integers(len(codas)))]
+        words.append(w)
+    return " ".join(words)
+
+
 def number_phrase(rng: np.random.Generator) -> str:
     kind = rng.random()
     if kind < 0.3:
@@ -645,8 +810,37 @@ def _plan_job(rng: np.random.Generator, split: str, index: int, spec: CorpusSpec
     heldout = split == "heldout"
     fshare = spec.festival_heldout_share if heldout else spec.festival_share
     fvoices = spec.festival_heldout_voices if heldout else spec.festival_train_voices
+    xvoices = (spec.festival_foreign_heldout_voices if heldout
+               else spec.festival_foreign_train_voices)
+    xshare = (spec.foreign_heldout_share if heldout else spec.foreign_share) \
+        if spec.festival and xvoices else 0.0
     r = rng.random()
     job: dict[str, Any] = {"id": f"{'ho' if heldout else 'tr'}{index:06d}", "split": split}
+    if spec.festival and xvoices and fshare <= r < fshare + xshare:
+        # a festival voice of another language (drawn after the English festival band, so a
+        # zero share leaves every other plan as it was)
+        names = sorted(xvoices)
+        voice = names[int(rng.integers(len(names)))]
+        lang = str(xvoices[voice])
+        job.update(engine="festival", voice=voice, variant="", language=lang,
+                   params={"stretch": round(float(rng.uniform(0.8, 1.3)), 3)})
+        groups, kinds = [], []
+        n_phrases = int(rng.integers(2, 6))
+        n_groups = min(n_phrases, int(rng.choice([1, 2, 2, 3, 3, 4])))
+        cuts = sorted(rng.choice(np.arange(1, n_phrases), size=n_groups - 1, replace=False)) \
+            if n_groups > 1 else []
+        for size in np.diff([0, *cuts, n_phrases]):
+            groups.append(_join_phrases(rng, [orthographic_phrase(rng, lang)
+                                              for _ in range(int(size))]))
+            kinds.append("syllables")
+        lead = float(rng.uniform(*spec.lead_range)) if rng.random() < 0.9 else float(
+            rng.uniform(0.0, spec.lead_range[0]))
+        pauses = [round(lead, 4)]
+        pauses += [round(float(rng.uniform(*spec.pause_range)), 4) for _ in range(n_groups - 1)]
+        pauses.append(round(float(rng.uniform(*spec.trail_range)), 4))
+        job.update(groups=groups, pauses=pauses, text_kinds=sorted(set(kinds)),
+                   peak=round(float(rng.uniform(0.35, 0.9)), 3))
+        return job
     if spec.festival and fvoices and r < fshare:
         voice = str(fvoices[int(rng.integers(len(fvoices)))])
         job.update(engine="festival", voice=voice, variant="", language="en-us",
@@ -655,7 +849,8 @@ def _plan_job(rng: np.random.Generator, split: str, index: int, spec: CorpusSpec
                            "f0_std": int(rng.integers(8, 28))})
         lang = "en-us"
     else:
-        if not heldout and rng.random() < spec.english_share / max(1e-9, 1.0 - fshare):
+        if not heldout and rng.random() < spec.english_share / max(1e-9, 1.0 - fshare
+                                                                    - xshare):
             lang = str(rng.choice(["en-us", "en", "en-us", "en-gb-scotland", "en-029"]))
         else:
             table = spec.heldout_languages if heldout else spec.train_languages
@@ -984,18 +1179,34 @@ def _scheme_string(s: str) -> str:
     return '"' + s.replace("\\", " ").replace('"', " ") + '"'
 
 
+def _foreign_scheme_string(s: str) -> str:
+    """A Scheme string of a pseudo-word text in any script (letters, spaces, punctuation)."""
+    s = re.sub(r"[^\w\s.,?!'-]", " ", s)
+    return '"' + s.replace("\\", " ").replace('"', " ") + '"'
+
+
 def _render_festival(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, float]) -> list:
     import soundfile as sf
 
     results: list = []
     with tempfile.TemporaryDirectory(prefix="fc_fest_") as tmp:
         lines = [_FESTIVAL_PRELUDE]
+        encodings: dict[int, str] = {}  # line index -> encoding (default UTF-8)
         current = None
         for j, job in enumerate(jobs):
             if job["voice"] != current:
                 lines.append(f"(voice_{job['voice']})")
                 current = job["voice"]
             p = job["params"]
+            if job["language"] != "en-us":
+                enc = FESTIVAL_TEXT_ENCODING.get(job["language"], "utf-8")
+                lines.append(f"(Parameter.set 'Duration_Stretch {p['stretch']})")
+                for g, text in enumerate(job["groups"]):
+                    base = os.path.join(tmp, f"{j}_{g}")
+                    encodings[len(lines)] = enc
+                    lines.append(f'(fc_say {_foreign_scheme_string(text)} "{base}.wav" '
+                                 f'"{base}.seg")')
+                continue
             if "diphone" in job["voice"]:
                 lines.append(f"(Parameter.set 'Duration_Stretch {p['stretch']})")
                 lines.append(f"(set! int_lr_params '((target_f0_mean {p['f0_mean']}) "
@@ -1005,8 +1216,9 @@ def _render_festival(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, f
                 base = os.path.join(tmp, f"{j}_{g}")
                 lines.append(f'(fc_say {_scheme_string(text)} "{base}.wav" "{base}.seg")')
         script = os.path.join(tmp, "batch.scm")
-        with open(script, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        with open(script, "wb") as fh:
+            fh.write(b"".join((line + "\n").encode(encodings.get(i, "utf-8"), "replace")
+                              for i, line in enumerate(lines)))
         proc = subprocess.run(["festival", "-b", script], capture_output=True, text=True,
                               timeout=600)
         for j, job in enumerate(jobs):
@@ -1027,8 +1239,9 @@ def _render_festival(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, f
                                 prev = end
                     audio16 = _resample(audio, sr)
                     parts.append((audio16, phones))
-                results.append(_finish(job, out_dir, parts, "pau", festival_phone_label,
-                                       checks))
+                labeller = (festival_phone_label if job["language"] == "en-us"
+                            else festival_voice_label(job["voice"]))
+                results.append(_finish(job, out_dir, parts, "pau", labeller, checks))
             except Exception as exc:
                 msg = proc.stderr.strip().splitlines()[-1:] if proc.stderr else []
                 results.append((None, f"festival error: {exc} {msg}"))
@@ -1117,6 +1330,15 @@ def generate_corpus(out_dir: str | os.PathLike, spec: "CorpusSpec | Mapping | No
     """
     t_start = time.time()
     spec = CorpusSpec.from_any(spec)
+    if spec.festival:  # festival voices of other languages: only those installed
+        spec = dataclasses.replace(
+            spec,
+            festival_foreign_train_voices={v: l for v, l in
+                                           spec.festival_foreign_train_voices.items()
+                                           if festival_voice_available(v)},
+            festival_foreign_heldout_voices={v: l for v, l in
+                                             spec.festival_foreign_heldout_voices.items()
+                                             if festival_voice_available(v)})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old = out / "manifest.jsonl"
@@ -1210,13 +1432,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-festival", action="store_true", help="espeak-ng only")
+    ap.add_argument("--foreign-share", type=float, default=CorpusSpec.foreign_share,
+                    help="share of train utterances from festival voices of other languages")
+    ap.add_argument("--foreign-heldout-share", type=float,
+                    default=CorpusSpec.foreign_heldout_share,
+                    help="share of held-out utterances from those voices")
     args = ap.parse_args(argv)
     if not espeak_available():
         print("espeak-ng library not found", file=sys.stderr)
         return 2
     festival = not args.no_festival and shutil.which("festival") is not None
     spec = CorpusSpec(minutes=args.minutes, heldout_minutes=args.heldout_minutes,
-                      workers=args.workers, festival=festival)
+                      workers=args.workers, festival=festival,
+                      foreign_share=args.foreign_share,
+                      foreign_heldout_share=args.foreign_heldout_share)
 
     def show(d: dict) -> None:
         if d.get("stage") == "render":

@@ -35,7 +35,8 @@ from facecast.schema import MOUTH_CHANNELS
 __all__ = [
     "Phone", "SILENCE", "PHONE_CLASSES", "INVENTORIES", "VISEMES", "UNKNOWN_LABELS",
     "normalize_label", "label_segments", "normalize_phones", "phone_class", "viseme_of",
-    "key_pose", "phones_to_targets", "opening", "MOUTH_INDEX",
+    "key_pose", "phones_to_targets", "opening", "MOUTH_INDEX", "festival_features_ipa",
+    "festival_phoneset_ipa", "FESTIVAL_PHONESET_FIXES",
 ]
 
 #: Normalised label of every silence / pause phone.
@@ -781,4 +782,140 @@ def phones_to_targets(phones: Iterable, fps: float, n_frames: int,
     # lips never pass through each other: mouthClose <= jawOpen + 0.25 * lowerDown (O >= 0)
     x[:, close] = np.minimum(x[:, close], x[:, jaw] + 0.25 * x[:, lows].sum(axis=1))
     out[:] = x
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# festival phone sets described by articulatory features -> IPA
+# ----------------------------------------------------------------------------------------------
+
+#: Consonant IPA by festival ``ctype`` (s stop, f fricative, a affricate, n nasal, l liquid,
+#: r approximant) and ``cplace`` (l labial, b labiodental, d dental, a alveolar, p palatal /
+#: post-alveolar, v velar, g glottal): (voiceless, voiced). Labial stops and nasals are always
+#: p / b / m, so every bilabial closure is labelled as one.
+_FEST_CONSONANTS: dict[tuple[str, str], tuple[str, str]] = {
+    ("s", "l"): ("p", "b"), ("s", "b"): ("p", "b"), ("s", "d"): ("t", "d"),
+    ("s", "a"): ("t", "d"), ("s", "p"): ("c", "ɟ"), ("s", "v"): ("k", "g"),
+    ("s", "g"): ("ʔ", "ʔ"),
+    ("n", "l"): ("m", "m"), ("n", "b"): ("ɱ", "ɱ"), ("n", "d"): ("n", "n"),
+    ("n", "a"): ("n", "n"), ("n", "p"): ("ɲ", "ɲ"), ("n", "v"): ("ŋ", "ŋ"),
+    ("f", "l"): ("ɸ", "β"), ("f", "b"): ("f", "v"), ("f", "d"): ("θ", "ð"),
+    ("f", "a"): ("s", "z"), ("f", "p"): ("ʃ", "ʒ"), ("f", "v"): ("x", "ɣ"),
+    ("f", "g"): ("h", "ɦ"),
+    ("a", "l"): ("pf", "pf"), ("a", "b"): ("pf", "pf"), ("a", "d"): ("ts", "dz"),
+    ("a", "a"): ("ts", "dz"), ("a", "p"): ("tʃ", "dʒ"), ("a", "v"): ("kx", "kx"),
+    ("l", "l"): ("w", "w"), ("l", "b"): ("ʋ", "ʋ"), ("l", "d"): ("l", "l"),
+    ("l", "a"): ("l", "l"), ("l", "p"): ("ʎ", "ʎ"), ("l", "v"): ("ɰ", "ɰ"),
+    ("r", "l"): ("w", "w"), ("r", "b"): ("ʋ", "ʋ"), ("r", "d"): ("r", "r"),
+    ("r", "a"): ("r", "r"), ("r", "p"): ("j", "j"), ("r", "v"): ("ɰ", "ɰ"),
+    ("r", "g"): ("h", "h"),
+}
+_FEST_SILENCE_NAMES = {"pau", "#", "##", "sil", "h#", "brth"}
+
+
+def _feature_level(value: str, declared: Sequence[str]) -> float | None:
+    """Position 0..1 of a numeric feature value among the declared numeric values (``0`` is
+    festival's "not applicable", not a level)."""
+    levels = sorted(int(v) for v in declared if str(v).isdigit() and str(v) != "0")
+    if not str(value).isdigit() or str(value) == "0" or len(levels) < 2:
+        return None
+    return (int(value) - levels[0]) / float(levels[-1] - levels[0])
+
+
+def festival_features_ipa(name: str, feats: Mapping[str, str],
+                          declared: Mapping[str, Sequence[str]] | None = None,
+                          close_high: bool = False, voicing_inverted: bool = False) -> str:
+    """IPA symbol (understood by :func:`normalize_label` / :func:`phone_class`) of one festival
+    phone from its phone-set features; ``""`` when the features do not say.
+
+    ``feats``: the phone's features (``vc``, ``vheight``, ``vfront``, ``vrnd``, ``ctype``,
+    ``cplace``, ``cvox``); ``declared``: each feature's declared values (from
+    ``PhoneSet.description``; the numeric ones give the scale, e.g. ``vheight (1 2 3)``),
+    default ``1 2 3``. Vowels (``vc +``): height (1 = close unless ``close_high``, where the
+    largest value is close) and frontness (1 = front) become a place in the IPA vowel chart, and
+    the nearest chart vowel with the same rounding is taken (e.g. 3/2/- -> ɐ, 2/3/+ -> o,
+    1/1/+ -> y). Consonants: ``ctype`` x ``cplace`` x ``cvox`` (``voicing_inverted`` where a
+    phone set writes it backwards) through a fixed table (labial stop -> p/b, labial nasal -> m,
+    labiodental fricative -> f/v, ...). A liquid whose name starts with ``r`` is ``r``. A
+    non-vowel without a consonant type but with vowel features is a glide (front -> j, back
+    rounded -> w). Silence names (``pau``, ``#``...) and phones with no features -> ``"sil"``.
+    """
+    decl = declared or {}
+    get = lambda k: str(feats.get(k, "0"))  # noqa: E731
+    if name in _FEST_SILENCE_NAMES:
+        return SILENCE
+    h = _feature_level(get("vheight"), decl.get("vheight", ("1", "2", "3")))
+    f = _feature_level(get("vfront"), decl.get("vfront", ("1", "2", "3")))
+    rnd = get("vrnd") == "+"
+    if get("vc") == "+" and h is not None:
+        openness = h if not close_high else 1.0 - h
+        backness = f if f is not None else 0.5
+        best, dist = "ə", 9.0
+        for v, (vo, vb, vr) in _VOWELS.items():
+            if vr != rnd or v in _RHOTIC_VOWELS:
+                continue
+            d = (vo - openness) ** 2 + (vb - backness) ** 2
+            if d < dist - 1e-9:
+                best, dist = v, d
+        return best
+    ctype, cplace = get("ctype"), get("cplace")
+    voiced = get("cvox") == "+"
+    if voicing_inverted and get("cvox") in ("+", "-"):
+        voiced = not voiced
+    if (ctype, cplace) in _FEST_CONSONANTS:
+        if ctype in ("l", "r") and cplace in ("a", "d") and name.lower().startswith("r"):
+            return "r"
+        if ctype == "l" and cplace in ("a", "d"):
+            return "l"
+        return _FEST_CONSONANTS[(ctype, cplace)][1 if voiced else 0]
+    if get("vc") == "-" and h is not None:  # glide described with vowel features
+        return "w" if (rnd or (f is not None and f > 0.5)) else "j"
+    if all(str(v) in ("0", "-", "") for v in feats.values()):
+        return SILENCE
+    return ""
+
+
+#: Per phone set: ``close_high`` / ``voicing_inverted`` conventions and the phones whose
+#: features are missing or follow another convention (by name). Czech's phone set carries no
+#: place or height features at all, so it is the one mapped by name throughout.
+FESTIVAL_PHONESET_FIXES: dict[str, dict] = {
+    "italian": {},
+    "finnish": {},
+    "upc_catalan-central": {
+        "close_high": True, "voicing_inverted": True,
+        # u / w are written unrounded, j / w as vowels
+        "names": {"u": "u", "u1": "u", "w": "w", "j": "j"},
+    },
+    "msu_ru": {
+        "close_high": True,
+        # place "d" = dental (s, z), "a" = post-alveolar (sh, zh, ch), "p" = velar (k, g)
+        "names": {"a": "ɐ", "s": "s", "ss": "s", "z": "z", "zz": "z", "sh": "ʂ", "zh": "ʐ",
+                  "sch": "ɕ", "ch": "tɕ", "k": "k", "kk": "k", "g": "g", "gg": "g", "j": "j"},
+    },
+    "czech": {
+        "names": {"a": "a", "a:": "a", "e": "ɛ", "e:": "ɛ", "i": "ɪ", "i:": "i", "o": "o",
+                  "o:": "o", "u": "u", "u:": "u", "b": "b", "p": "p", "m": "m", "f": "f",
+                  "v": "v", "t": "t", "d": "d", "n": "n", "s": "s", "z": "z", "k": "k",
+                  "g": "g", "h": "ɦ", "ch": "x", "j": "j", "l": "l", "r": "r", "c": "ts",
+                  "dz": "dz", "c~": "tʃ", "dz~": "dʒ", "d~": "ɟ", "t~": "c", "n~": "ɲ",
+                  "n*": "ŋ", "r~": "r", "r~*": "r", "s~": "ʃ", "z~": "ʒ", "_": "ʔ",
+                  "#": SILENCE},
+    },
+}
+
+
+def festival_phoneset_ipa(phoneset: str, declared: Mapping[str, Sequence[str]],
+                          phones: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """IPA of every phone of a festival phone set: :func:`festival_features_ipa` with the
+    set's conventions and name fixes from ``FESTIVAL_PHONESET_FIXES`` (``""`` = unknown)."""
+    fix = FESTIVAL_PHONESET_FIXES.get(phoneset, {})
+    names = fix.get("names", {})
+    out: dict[str, str] = {}
+    for name, feats in phones.items():
+        if name in names:
+            out[name] = names[name]
+            continue
+        out[name] = festival_features_ipa(name, feats, declared,
+                                          close_high=fix.get("close_high", False),
+                                          voicing_inverted=fix.get("voicing_inverted", False))
     return out
