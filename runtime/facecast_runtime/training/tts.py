@@ -805,6 +805,19 @@ def _join_phrases(rng: np.random.Generator, phrases: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+def _finish_job(job: dict, rng: np.random.Generator, spec: "CorpusSpec", groups: list[str],
+                kinds: list[str]) -> dict:
+    """Lead, inter-group and trailing silences and the peak level of a planned utterance."""
+    lead = float(rng.uniform(*spec.lead_range)) if rng.random() < 0.9 else float(
+        rng.uniform(0.0, spec.lead_range[0]))
+    pauses = [round(lead, 4)]
+    pauses += [round(float(rng.uniform(*spec.pause_range)), 4) for _ in range(len(groups) - 1)]
+    pauses.append(round(float(rng.uniform(*spec.trail_range)), 4))
+    job.update(groups=groups, pauses=pauses, text_kinds=sorted(set(kinds)),
+               peak=round(float(rng.uniform(0.35, 0.9)), 3))
+    return job
+
+
 def _plan_job(rng: np.random.Generator, split: str, index: int, spec: CorpusSpec,
               inventories: Mapping[str, LanguageInventory]) -> dict:
     heldout = split == "heldout"
@@ -833,14 +846,7 @@ def _plan_job(rng: np.random.Generator, split: str, index: int, spec: CorpusSpec
             groups.append(_join_phrases(rng, [orthographic_phrase(rng, lang)
                                               for _ in range(int(size))]))
             kinds.append("syllables")
-        lead = float(rng.uniform(*spec.lead_range)) if rng.random() < 0.9 else float(
-            rng.uniform(0.0, spec.lead_range[0]))
-        pauses = [round(lead, 4)]
-        pauses += [round(float(rng.uniform(*spec.pause_range)), 4) for _ in range(n_groups - 1)]
-        pauses.append(round(float(rng.uniform(*spec.trail_range)), 4))
-        job.update(groups=groups, pauses=pauses, text_kinds=sorted(set(kinds)),
-                   peak=round(float(rng.uniform(0.35, 0.9)), 3))
-        return job
+        return _finish_job(job, rng, spec, groups, kinds)
     if spec.festival and fvoices and r < fshare:
         voice = str(fvoices[int(rng.integers(len(fvoices)))])
         job.update(engine="festival", voice=voice, variant="", language="en-us",
@@ -898,14 +904,7 @@ def _plan_job(rng: np.random.Generator, split: str, index: int, spec: CorpusSpec
                 phrases.append(" ".join(ws))
                 kinds.append("locale_words")
         groups.append(_join_phrases(rng, phrases))
-    lead = float(rng.uniform(*spec.lead_range)) if rng.random() < 0.9 else float(
-        rng.uniform(0.0, spec.lead_range[0]))
-    pauses = [round(lead, 4)]
-    pauses += [round(float(rng.uniform(*spec.pause_range)), 4) for _ in range(n_groups - 1)]
-    pauses.append(round(float(rng.uniform(*spec.trail_range)), 4))
-    job.update(groups=groups, pauses=pauses, text_kinds=sorted(set(kinds)),
-               peak=round(float(rng.uniform(0.35, 0.9)), 3))
-    return job
+    return _finish_job(job, rng, spec, groups, kinds)
 
 
 # ----------------------------------------------------------------------------------------------
