@@ -731,3 +731,27 @@ def test_streaming_memory_is_bounded(tmp_path, ext):
     assert w.frames_written == 12000
     assert peak < 1_000_000, peak
     assert os.path.getsize(tmp_path / f"long.{ext}") > 8_000_000
+
+
+def test_emotion_key_rows_json_and_csv(tmp_path):
+    from facecast.formats.emotion_keys import read_key_rows
+
+    j = tmp_path / "k.json"
+    j.write_text('{"keys": [{"time": 1.5, "name": "happy", "intensity": 0.7}, [3, "sad"]]}')
+    rows, wheres = read_key_rows(j, label="k")
+    assert rows == [{"time": 1.5, "name": "happy", "intensity": 0.7}, [3, "sad"]]
+    assert wheres == ["k: key 0", "k: key 1"]
+    c = tmp_path / "k.csv"
+    c.write_text("time,name,intensity,transition\n# a comment\n\n0,neutral,0\n2.5, happy ,0.8,0.4\n")
+    rows, wheres = read_key_rows(c)
+    assert rows == [[0.0, "neutral", 0.0], [2.5, "happy", 0.8, 0.4]]
+    assert wheres == [f"{c}:4", f"{c}:5"]
+    c.write_text("0,happy,0.5\nsoon,sad,1\n")
+    with pytest.raises(ValueError, match=r"k\.csv:2: expected time,name,intensity"):
+        read_key_rows(c)
+    j.write_text("[1, 2")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_key_rows(j)
+    j.write_text('{"emotion": "happy"}')
+    with pytest.raises(ValueError, match="expected a list of keys"):
+        read_key_rows(j)

@@ -777,46 +777,17 @@ def read_emotion_keys(path: str) -> list[dict[str, Any]]:
     transition} or [time, name, intensity(, transition)] (or {"keys": [...]}); or CSV rows
     ``time,name,intensity[,transition]`` with an optional header and # comments. Sorted by time.
     """
-    import csv
-    import io
-    import json
+    from facecast.formats.emotion_keys import read_key_rows
 
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise BridgeError(f"emotion keys file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        rows, wheres = read_key_rows(path, label=f"emotion keys {name}")
+    except ValueError as exc:
+        raise BridgeError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BridgeError(f"cannot read emotion keys {name}: {exc}") from None
-    rows: Any
-    if text.lstrip().startswith(("[", "{")):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BridgeError(f"emotion keys {name}: not valid JSON ({exc.msg} at line "
-                              f"{exc.lineno})") from None
-        if isinstance(rows, Mapping):
-            rows = rows.get("keys", rows.get("emotion_keys"))
-        if not isinstance(rows, list):
-            raise BridgeError(f"emotion keys {name}: expected a list of keys")
-        wheres = [f"emotion keys {name}: key {i}" for i in range(len(rows))]
-    else:
-        rows, wheres = [], []
-        for ln, row in enumerate(csv.reader(io.StringIO(text)), 1):
-            cells = [c.strip() for c in row]
-            if not cells or not any(cells) or cells[0].startswith("#"):
-                continue
-            if not rows and cells[0].lower() == "time":          # header
-                continue
-            try:
-                vals: list[Any] = [float(cells[0]), cells[1]]
-                vals += [float(c) for c in cells[2:4] if c]
-            except (ValueError, IndexError):
-                raise BridgeError(f"emotion keys {name}:{ln}: expected time,name,intensity"
-                                  f"[,transition], got {','.join(cells)[:60]!r}") from None
-            rows.append(vals)
-            wheres.append(f"emotion keys {name}:{ln}")
     if len(rows) > MAX_EMOTION_KEYS:
         raise BridgeError(f"emotion keys {name}: {len(rows)} keys; at most {MAX_EMOTION_KEYS}")
     keys = [_emotion_key(r, w) for r, w in zip(rows, wheres)]

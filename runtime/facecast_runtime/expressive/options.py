@@ -7,8 +7,6 @@ build their controls from it.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -259,43 +257,17 @@ def load_keys_file(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a timed emotion keys file: JSON (a list of keys, or ``{"keys": [...]}``) or CSV
     (``time,name,intensity[,transition]``, optional header, ``#`` comments). Returns the keys as
     plain maps (validated)."""
+    from facecast.formats.emotion_keys import read_key_rows
+
     p = os.fspath(path)
-    with open(p, encoding="utf-8") as f:
-        text = f.read()
-    stripped = text.lstrip()
-    if stripped.startswith(("[", "{")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise _err(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        if isinstance(data, Mapping):
-            data = data.get("keys", data.get("emotion_keys"))
-        try:
-            keys = parse_keys(data)
-        except SessionError as e:
-            raise _err(f"{p}: {e}") from None
-    else:
-        rows = []
-        for ln, row in enumerate(csv.reader(io.StringIO(text)), 1):
-            cells = [c.strip() for c in row]
-            if not cells or not any(cells) or cells[0].startswith("#"):
-                continue
-            if not rows and cells[0].lower() == "time":  # header
-                continue
-            try:
-                vals: list[Any] = [float(cells[0]), cells[1]]
-                if len(cells) > 2 and cells[2]:
-                    vals.append(float(cells[2]))
-                if len(cells) > 3 and cells[3]:
-                    vals.append(float(cells[3]))
-            except (ValueError, IndexError):
-                raise _err(f"{p}:{ln}: expected time,name,intensity[,transition], got "
-                           f"{','.join(cells)[:60]!r}") from None
-            rows.append(vals)
-        try:
-            keys = parse_keys(rows)
-        except SessionError as e:
-            raise _err(f"{p}: {e}") from None
+    try:
+        rows, _ = read_key_rows(p)
+    except ValueError as e:
+        raise _err(str(e)) from None
+    try:
+        keys = parse_keys(rows)
+    except SessionError as e:
+        raise _err(f"{p}: {e}") from None
     return [k.as_dict() for k in keys]
 
 
