@@ -20,7 +20,7 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install "numpy<2" torch==2.13.0 -e ".[dev,train,preview,usd,blender]"
 	@if command -v npm >/dev/null; then \
-		npm install --prefix .tools --no-audit --no-fund gltf-validator >/dev/null; fi
+		npm install --prefix .tools --no-audit --no-fund gltf-validator@2.0.0-dev.3.10 >/dev/null; fi
 	touch $@
 
 setup: $(VENV)/.base
