@@ -792,3 +792,32 @@ def test_raw_client_written_from_the_spec(server):
     finally:
         dealer.close(0)
         sub.close(0)
+
+
+def test_subscriber_reports_the_connection_state():
+    fport = free_port()
+    sub = Subscriber(f"tcp://127.0.0.1:{fport}", ["x"])
+
+    def wait_for(connected: bool) -> dict:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            link = sub.connection()
+            if link["connected"] == connected:
+                return link
+            time.sleep(0.02)
+        raise AssertionError(f"connected never became {connected}: {sub.connection()}")
+
+    try:
+        time.sleep(0.2)
+        assert sub.connection() == {"connected": False, "ever": False, "disconnects": 0}
+        assert sub.connected is False
+        with Server("127.0.0.1", 0, fport).start():
+            assert wait_for(True) == {"connected": True, "ever": True, "disconnects": 0}
+            assert sub.connected is True
+        assert wait_for(False) == {"connected": False, "ever": True, "disconnects": 1}
+        with Server("127.0.0.1", 0, fport).start():        # ZeroMQ reconnects by itself
+            assert wait_for(True)["disconnects"] == 1
+    finally:
+        sub.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        sub.connection()

@@ -215,8 +215,14 @@ class _SubscriberCore:
         return list(self._events)
 
 
+_LINK_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+
+
 def _make_sub(ctx: zmq.Context, address: str, core: _SubscriberCore,
-              curve: CurveKeys | None, rcvhwm: int) -> zmq.Socket:
+              curve: CurveKeys | None, rcvhwm: int,
+              monitor: bool = False) -> tuple[zmq.Socket, zmq.Socket | None]:
+    """A SUB socket connected to ``address``, and (``monitor``) its monitor socket, attached
+    before connecting so that the first connection is never missed."""
     sock = ctx.socket(zmq.SUB)
     _tune(sock)
     sock.rcvhwm = rcvhwm
@@ -225,8 +231,9 @@ def _make_sub(ctx: zmq.Context, address: str, core: _SubscriberCore,
         curve.apply(sock)
     for t in core.subscriptions:
         sock.setsockopt(zmq.SUBSCRIBE, t)
+    mon = sock.get_monitor_socket(_LINK_EVENTS) if monitor else None
     sock.connect(address)
-    return sock
+    return sock, mon
 
 
 class Subscriber(_SubscriberCore):
@@ -244,8 +251,41 @@ class Subscriber(_SubscriberCore):
         self._setup(subjects, events)
         self.address = address
         self._ctx = context or zmq.Context.instance()
-        self._sock = _make_sub(self._ctx, address, self, _curve(curve), rcvhwm)
+        self._sock, self._monitor = _make_sub(self._ctx, address, self, _curve(curve), rcvhwm,
+                                              monitor=True)
         self._closed = False
+        self._link = {"connected": False, "ever": False, "disconnects": 0}
+
+    # -- connection state -----------------------------------------------------------------------
+    def connection(self) -> dict[str, Any]:
+        """The transport's state, read without blocking: ``{"connected": bool, "ever": bool,
+        "disconnects": int}``. ``connected`` is True while a TCP connection to the runtime is
+        up (ZeroMQ reconnects by itself; this tells "waiting for frames" from "the runtime is
+        gone"), ``ever`` once one has been up, ``disconnects`` counts the losses. A socket
+        monitor records the events; each call reads what arrived since the last."""
+        if self._closed:
+            raise RuntimeError("subscriber is closed")
+        from zmq.utils.monitor import recv_monitor_message
+
+        link = self._link
+        while True:
+            try:
+                ev = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.ZMQError:        # zmq.Again: nothing new
+                break
+            kind = ev.get("event")
+            if kind == zmq.EVENT_CONNECTED:
+                link["connected"] = link["ever"] = True
+            elif kind in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+                if link["connected"]:
+                    link["disconnects"] += 1
+                link["connected"] = False
+        return dict(link)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to the runtime is up now (see :meth:`connection`)."""
+        return bool(self.connection()["connected"])
 
     # -- receiving ------------------------------------------------------------------------------
     def _poll(self, timeout_ms: float | None) -> bool:
@@ -337,6 +377,12 @@ class Subscriber(_SubscriberCore):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._monitor is not None:
+                try:
+                    self._sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                self._monitor.close(0)
             self._sock.close(0)
 
     def __enter__(self) -> "Subscriber":
@@ -348,6 +394,8 @@ class Subscriber(_SubscriberCore):
     def __del__(self) -> None:
         try:
             if not self._closed:
+                if self._monitor is not None:
+                    self._monitor.close(0)
                 self._sock.close(0)
         except Exception:
             pass
@@ -366,7 +414,7 @@ class AsyncSubscriber(_SubscriberCore):
         self._setup(subjects, events)
         self.address = address
         self._ctx = context or zmq.asyncio.Context.instance()
-        self._sock = _make_sub(self._ctx, address, self, _curve(curve), rcvhwm)
+        self._sock, _ = _make_sub(self._ctx, address, self, _curve(curve), rcvhwm)
         self._closed = False
 
     async def _recv_any(self, timeout: float | None) -> StreamFrame | StreamEvent:

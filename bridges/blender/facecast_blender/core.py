@@ -528,12 +528,8 @@ class LiveLink:
                                   rcvhwm=rcvhwm, curve=curve)
         except (zmq.ZMQError, ValueError) as exc:
             raise BridgeError(f"cannot subscribe to {address!r}: {exc}") from None
-        self._monitor = None
-        try:
-            self._monitor = self.sub._sock.get_monitor_socket(
-                zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
-        except (zmq.ZMQError, AttributeError):
-            self._monitor = None
+        # the SDK's transport state (socket monitor); an older SDK without it: frames only
+        self._monitored = hasattr(self.sub, "connection")
         self.socket_connected = False
         self.ever_connected = False
         self.disconnects = 0
@@ -546,26 +542,15 @@ class LiveLink:
 
     # -- polling -------------------------------------------------------------------------------
     def _poll_monitor(self) -> None:
-        if self._monitor is None:
+        if not self._monitored:
             return
-        from zmq.utils.monitor import recv_monitor_message
-
-        zmq = self._zmq
-        for _ in range(1000):
-            try:
-                ev = recv_monitor_message(self._monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except zmq.ZMQError:
-                return
-            kind = ev.get("event")
-            if kind == zmq.EVENT_CONNECTED:
-                self.socket_connected = True
-                self.ever_connected = True
-            elif kind in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
-                if self.socket_connected:
-                    self.disconnects += 1
-                self.socket_connected = False
+        try:
+            link = self.sub.connection()
+        except Exception:  # noqa: BLE001 - a UI poll must never raise
+            return
+        self.socket_connected = bool(link["connected"])
+        self.ever_connected = self.ever_connected or bool(link["ever"])
+        self.disconnects = int(link["disconnects"])
 
     def poll(self, max_messages: int = 20_000, budget_s: float = 0.004) -> list:
         """Every frame received since the last call (oldest first), without waiting.
@@ -597,7 +582,7 @@ class LiveLink:
             self.last_frame = frames[-1]
             self._last_frame_at = now
             self._recent.extend([now] * len(frames))
-            if self._monitor is None:
+            if not self._monitored:
                 self.socket_connected = self.ever_connected = True
         self._trim()
         return frames
@@ -625,7 +610,7 @@ class LiveLink:
             return STATE_CLOSED
         fresh = (self._last_frame_at is not None
                  and self._clock() - self._last_frame_at < self.FRESH_S)
-        if self._monitor is not None and not self.socket_connected:
+        if self._monitored and not self.socket_connected:
             return STATE_RECONNECTING if self.ever_connected else STATE_CONNECTING
         if fresh:
             return STATE_CONNECTED
@@ -650,15 +635,7 @@ class LiveLink:
         if self.closed:
             return
         self.closed = True
-        try:
-            if self._monitor is not None:
-                try:
-                    self.sub._sock.disable_monitor()
-                except Exception:
-                    pass
-                self._monitor.close(0)
-        finally:
-            self.sub.close()
+        self.sub.close()
 
 
 # ---------------------------------------------------------------------------------------------
