@@ -510,8 +510,14 @@ def test_cli_bad_mesh_is_one_line_error(tmp_path, short_wav):
     plain_triangle_glb(plain)
     junk = tmp_path / "junk.glb"
     junk.write_bytes(b"\x00" * 64)
+    dangling = tmp_path / "dangling.gltf"     # valid JSON whose accessor points nowhere
+    dangling.write_text(json.dumps({
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}], "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+        "accessors": [{"bufferView": 7, "componentType": 5126, "count": 3, "type": "VEC3"}]}))
     for mesh, words in ((plain, "no shape keys"), (junk, "junk.glb"),
-                        (tmp_path / "missing.glb", "missing.glb")):
+                        (tmp_path / "missing.glb", "missing.glb"),
+                        (dangling, "dangling.gltf: not a readable head mesh")):
         p = facecast_cli("bake", str(short_wav), "-o", str(tmp_path / "o.glb"), "--mesh",
                          str(mesh))
         line = one_line_error(p, 2)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import struct
 import subprocess
 import tempfile
 import threading
@@ -72,12 +71,9 @@ def load_mesh(path: str | os.PathLike[str]) -> HeadMesh:
     if not p.is_file():
         raise PreviewError(f"mesh {os.fspath(path)!r} does not exist")
     try:
-        mesh = read_mesh(p)
-    except (KeyError, IndexError, TypeError, AttributeError, struct.error) as e:
-        raise PreviewError(f"{p}: not a readable head mesh ({type(e).__name__}: {e})") from None
-    if not isinstance(mesh, HeadMesh):
-        raise PreviewError(f"{p}: the mesh reader returned {type(mesh).__name__}, not a HeadMesh")
-    return mesh
+        return read_mesh(p)
+    except ValueError as e:
+        raise PreviewError(str(e)) from None
 
 
 def resolve_retarget(mesh: HeadMesh | None, spec: Any = None) -> tuple[HeadMesh, Any]:

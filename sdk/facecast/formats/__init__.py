@@ -39,6 +39,7 @@ the stdlib only; pxr and bpy are imported only when a USD/FBX file is written or
 from __future__ import annotations
 
 import os
+import struct
 from typing import Any, Callable
 
 from ..schema import FrameBatch
@@ -163,4 +164,9 @@ def read_mesh(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{os.fspath(path)}: no such file")
     if ext == ".fbx":
         return read_fbx_mesh(path)
-    return read_gltf_mesh(path)
+    try:
+        return read_gltf_mesh(path)
+    except (KeyError, IndexError, TypeError, AttributeError, struct.error) as e:
+        # a document that parses but does not hold together (a dangling index, a wrong type)
+        raise ValueError(f"{os.fspath(path)}: not a readable head mesh "
+                         f"({type(e).__name__}: {e})") from None
