@@ -186,6 +186,13 @@ class _SubscriberCore:
         self._last[msg.subject] = msg
         return msg
 
+    def _stash(self, msg: StreamFrame | StreamEvent | None) -> None:
+        """Keep a drained message: a frame as its subject's newest, an event in the queue."""
+        if isinstance(msg, StreamFrame):
+            self._note_fresh(msg)
+        elif msg is not None:
+            self._events.append(msg)
+
     def _note_fresh(self, frame: StreamFrame) -> None:
         self._fresh[frame.subject] = frame
         self._fresh_order.pop(frame.subject, None)
@@ -333,11 +340,7 @@ class Subscriber(_SubscriberCore):
                 parts = self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            msg = self._accept(parts)
-            if isinstance(msg, StreamFrame):
-                self._note_fresh(msg)
-            elif msg is not None:
-                self._events.append(msg)
+            self._stash(self._accept(parts))
 
     def latest(self, timeout: float = 0.0, subject: str | None = None) -> StreamFrame | None:
         """The newest frame that arrived since the last call (per subject), or None.
@@ -462,11 +465,7 @@ class AsyncSubscriber(_SubscriberCore):
                 parts = await self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            msg = self._accept(parts)
-            if isinstance(msg, StreamFrame):
-                self._note_fresh(msg)
-            elif msg is not None:
-                self._events.append(msg)
+            self._stash(self._accept(parts))
 
     async def latest(self, timeout: float = 0.0, subject: str | None = None
                      ) -> StreamFrame | None:
