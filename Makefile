@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip -q --disable-pip-version-check
 SYSPKGS := espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	festvox-czech-krb festvox-hi-nsk festvox-mr-nsk festvox-te-nsk \
 	festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-machac festvox-czech-ph \
 	festvox-suopuhe-lj festvox-suopuhe-mv festvox-ca-ona-hts festvox-ru
 

@@ -46,3 +46,15 @@ def test_lookahead_override_changes_the_contract(tmp_path):
                  sink=lambda m: None)
     assert meta["lookahead_frames"] == "5"
     assert ModelRunner(str(out)).info.lookahead_ms == pytest.approx(117.5)
+
+
+def test_spectral_augmentation_reaches_training(tmp_path):
+    x = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)
+    outs = []
+    for p in (0, 1):
+        out = tmp_path / f"spec{p}.onnx"
+        train(_cfg(tmp_path, ["train.steps=4", f"train.spectral.p={p}"]), out, "s",
+              sink=lambda m: None)
+        outs.append(bake((x, 16000), model=str(out)).values)
+    assert np.isfinite(outs[1]).all()
+    assert not np.array_equal(outs[0], outs[1]), "re-voiced crops must change what is learned"

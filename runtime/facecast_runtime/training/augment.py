@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["augment", "RANGES", "add_noise", "reverberate", "pink_noise", "tonal_background"]
+__all__ = ["augment", "RANGES", "add_noise", "reverberate", "pink_noise", "tonal_background",
+           "spectral_augment", "warp_logmel", "SPECTRAL_DEFAULTS"]
 
 #: Probabilities and ranges of every step (documented in docs/visemes.md as well).
 RANGES: dict[str, dict] = {
@@ -286,4 +287,98 @@ def augment(samples: np.ndarray, sr: int, rng: np.random.Generator,
         log["dc"] = off
 
     x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+    return x.astype(np.float32)
+
+
+# ------------------------------------------------------------------ spectral (feature domain)
+
+#: Defaults of :func:`spectral_augment` (the ``[train.spectral]`` table of a training config).
+SPECTRAL_DEFAULTS: dict = {
+    "p": 0.0,                 # probability that a training crop is augmented (0 = off)
+    "warp": [0.88, 1.12],     # vocal-tract-length factor range (log-uniform)
+    "tilt_db": 6.0,           # spectral tilt, +- dB from the lowest to the highest band
+    "eq_db": 3.0,             # smooth random equaliser, standard deviation in dB
+    "masks": 0,               # frequency masks per crop
+    "mask_bands": 8,          # widest mask, in mel bands
+}
+
+_LN_DB = np.log(10.0) / 10.0   # natural-log units of a power ratio of 1 dB
+
+
+def _band_centres_hz(feat) -> np.ndarray:
+    from ..features import _hz_to_mel, _mel_to_hz
+
+    mels = np.linspace(_hz_to_mel(np.array(feat.fmin)), _hz_to_mel(np.array(feat.fmax)),
+                       feat.n_mels + 2)
+    return _mel_to_hz(mels[1:-1])
+
+
+def warp_logmel(feats: np.ndarray, feat, alpha: float) -> np.ndarray:
+    """Log-mel model frames of the same sound from a vocal tract ``alpha`` times shorter.
+
+    Vocal-tract-length perturbation: the spectral envelope S(f) becomes S(f / alpha), so
+    formants move up by ``alpha`` (> 1: shorter tract, e.g. a child's or a woman's voice) while
+    timing and loudness stay. Done on the band axis of each stacked frame by linear
+    interpolation at the warped band centres (the filters are area-normalised, so a band's
+    value is an energy density); bands warped beyond the range hold the edge value.
+    """
+    f = np.asarray(feats, np.float32)
+    centres = _band_centres_hz(feat)
+    src = np.interp(centres / alpha, centres, np.arange(feat.n_mels, dtype=np.float64))
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, feat.n_mels - 1)
+    w = (src - lo).astype(np.float32)
+    x = f.reshape(len(f), -1, feat.n_mels)
+    out = x[..., lo] * (1 - w) + x[..., hi] * w
+    return out.reshape(f.shape).astype(np.float32)
+
+
+def spectral_augment(feats: np.ndarray, feat, rng: np.random.Generator,
+                     opts: dict | None = None, info: dict | None = None) -> np.ndarray:
+    """Randomly re-voiced copy of log-mel model frames ``feats`` (n, stack * n_mels).
+
+    Each step changes only the spectrum, never the timing: a vocal-tract-length warp
+    (:func:`warp_logmel`), a linear spectral tilt and a smooth random equaliser (both applied
+    as a gain on the filter energies above the log floor, so digital silence stays silent),
+    and optional frequency masks (a run of bands replaced, frame by frame, by a straight line
+    between its neighbours). ``opts`` overrides
+    :data:`SPECTRAL_DEFAULTS` (``p`` is not read here: the caller decides whether to call).
+    """
+    o = {**SPECTRAL_DEFAULTS, **(opts or {})}
+    log = info if info is not None else {}
+    n_mels = feat.n_mels
+    x = np.asarray(feats, np.float32)
+    lo, hi = (float(v) for v in o["warp"])
+    if hi > lo > 0:
+        alpha = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        x = warp_logmel(x, feat, alpha)
+        log["warp"] = alpha
+    pos = np.linspace(-1.0, 1.0, n_mels)
+    gain_db = np.zeros(n_mels)
+    if o["tilt_db"] > 0:
+        tilt = float(rng.uniform(-o["tilt_db"], o["tilt_db"]))
+        gain_db += tilt * pos / 2
+        log["tilt_db"] = tilt
+    if o["eq_db"] > 0:
+        coef = rng.normal(0.0, float(o["eq_db"]), 3)
+        phase = rng.uniform(0, np.pi, 3)
+        gain_db += sum(c * np.cos(np.pi * (k + 1) * (pos + 1) / 2 + ph) / np.sqrt(k + 1)
+                       for k, (c, ph) in enumerate(zip(coef, phase)))
+        log["eq_db"] = [float(c) for c in coef]
+    if np.any(gain_db):
+        floor = float(feat.log_floor)
+        e = np.exp(x.reshape(len(x), -1, n_mels).astype(np.float64)) - floor
+        e = np.maximum(e, 0.0) * np.exp(gain_db * _LN_DB)
+        x = np.log(e + floor).reshape(x.shape).astype(np.float32)
+    masks = int(o["masks"])
+    if masks > 0 and len(x):
+        y = x.reshape(len(x), -1, n_mels).copy()
+        for _ in range(masks):
+            w = int(rng.integers(1, int(o["mask_bands"]) + 1))
+            k0 = int(rng.integers(0, n_mels - w + 1))
+            left, right = y[..., max(k0 - 1, 0)], y[..., min(k0 + w, n_mels - 1)]
+            ramp = (np.arange(1, w + 1) / (w + 1)).astype(np.float32)
+            y[..., k0 : k0 + w] = left[..., None] * (1 - ramp) + right[..., None] * ramp
+            log.setdefault("masks", []).append([k0, w])
+        x = y.reshape(x.shape)
     return x.astype(np.float32)

@@ -56,7 +56,8 @@ class FaceNet(nn.Module):
         self.head = nn.Linear(cfg.channels, len(cfg.out_names))
 
     def zero_state(self, batch: int = 1) -> list[torch.Tensor]:
-        return [torch.zeros(batch, self.cfg.channels, b.pad) for b in self.blocks]
+        dev = self.feat_mean.device
+        return [torch.zeros(batch, self.cfg.channels, b.pad, device=dev) for b in self.blocks]
 
     def forward(self, feats: torch.Tensor, states: list[torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:

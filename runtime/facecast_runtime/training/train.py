@@ -308,6 +308,9 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
     del allf
 
     tr = cfg["train"]
+    # "cpu" (default; what the shipped models use) or a torch device such as "cuda" for sweeps
+    dev = torch.device(str(tr.get("device", "cpu")))
+    net.to(dev)
     steps, batch, crop = int(tr["steps"]), int(tr["batch"]), int(tr["crop_frames"])
     warm = int(tr.get("warmup_frames", 16))
     opt = torch.optim.AdamW(net.parameters(), lr=float(tr["lr"]), weight_decay=1e-4)
@@ -317,7 +320,7 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
     for c, w in cfg["train"].get("channel_weights", {}).items():
         if c in out_names:
             cw[out_names.index(c)] = float(w)
-    cw_t = torch.from_numpy(cw)
+    cw_t = torch.from_numpy(cw).to(dev)
     weights = np.array([i.weight * len(i.feats) for i in items], np.float64)
     weights /= weights.sum()
     D, C = feat.dim, len(out_names)
@@ -328,7 +331,11 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
     if not set(o_parts) <= set(out_names):
         o_w = 0.0
     o_idx = [out_names.index(c) for c in o_parts if c in out_names]
-    o_coef = torch.tensor([o_parts[out_names[i]] for i in o_idx])
+    o_coef = torch.tensor([o_parts[out_names[i]] for i in o_idx], device=dev)
+    from .augment import SPECTRAL_DEFAULTS, spectral_augment
+
+    spec_opts = {**SPECTRAL_DEFAULTS, **tr.get("spectral", {})}
+    spec_p = float(spec_opts["p"])
     t0 = time.time()
     for step in range(steps):
         fb = np.zeros((batch, crop, D), np.float32)
@@ -341,6 +348,8 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
             # output step m describes frame m - L
             s = int(rng.integers(0, max(1, M - crop)))
             seg = it.feats[s : s + crop]
+            if spec_p > 0 and rng.random() < spec_p:  # re-voice the crop (spectrum only)
+                seg = spectral_augment(seg, feat, rng, spec_opts)
             fb[b, : len(seg)] = seg
             tidx = np.arange(s, s + len(seg)) - L
             ok = tidx >= 0
@@ -356,7 +365,7 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
                 wb[b, : len(seg), 0] = fw
             else:
                 wb[b, : len(seg), 0] = 1.0
-        f_t, t_t, m_t, w_t = map(torch.from_numpy, (fb, tb, mb, wb))
+        f_t, t_t, m_t, w_t = (torch.from_numpy(a).to(dev) for a in (fb, tb, mb, wb))
         y, _ = net(f_t)
         err = (y - t_t) ** 2 * m_t * cw_t * w_t
         loss = err.sum() / m_t.sum().clamp(min=1)
@@ -375,6 +384,7 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
         if step % max(1, steps // 20) == 0 or step == steps - 1:
             sink(f"step {step:5d}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
 
+    net.cpu()
     hop_ms = 1000.0 * feat.model_hop / feat.sample_rate
     lookahead_ms = L * hop_ms + 1000.0 * feat.future_samples / feat.sample_rate
     meta = {

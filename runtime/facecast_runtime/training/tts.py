@@ -17,7 +17,7 @@ Engines
   per batch runs a generated Scheme script that synthesises each text, saves the wave and writes
   every item of the ``Segment`` relation with its ``end`` feature (seconds in the saved wave).
 * **festival voices of other languages**, built from recordings of real speakers (Italian
-  lp_diphone / pc_diphone, Czech czech_dita / czech_ph / czech_machac, Finnish
+  lp_diphone / pc_diphone, Czech czech_dita / czech_ph / czech_krb / czech_machac, Finnish
   suo_fi_lj_diphone / hy_fi_mv_diphone, Catalan upc_ca_ona_hts, Russian msu_ru_nsh_clunits;
   ``FESTIVAL_FOREIGN_*_VOICES``, only those installed are used), rendered the same way, taking
   ``foreign_share`` of the utterances (``--foreign-share``, default 25 % of train and 20 % of
@@ -36,8 +36,10 @@ inserted silences of 0.3-1.5 s, plus leading and trailing silence. Audio is resa
 
 Alignment is verified for every utterance (:func:`check_alignment`): phones must be monotonic
 and tile ``[0, duration]`` exactly, and every silence of 60 ms or more must be quiet in the audio
-(RMS at least 30 dB under the utterance's speech RMS) - which fails if the timing were shifted
-or stretched. Failing utterances are dropped and counted.
+(RMS at least 30 dB under the utterance's speech RMS, or else steady room tone: no louder than
+the utterance's noise floor + 6 dB, no 10 ms frame above the boundary checks' sound level, floor
+at most -20 dB) - which fails if the timing were shifted or stretched. Failing utterances are
+dropped and counted (``stats.json``: ``rejected`` and ``rejected_by_voice``).
 
 Texts (no network): English words from the CMU dictionary shipped with pocketsphinx; number,
 year and digit readings by espeak-ng in each language; day, month, language and country names
@@ -69,6 +71,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -117,15 +120,23 @@ FESTIVAL_HELDOUT_VOICES: tuple[str, ...] = ("cmu_us_slt_arctic_hts",)
 #: Where a language has two or more voices, one is held out.
 FESTIVAL_FOREIGN_TRAIN_VOICES: dict[str, str] = {
     "lp_diphone": "it", "czech_dita": "cs", "czech_ph": "cs", "suo_fi_lj_diphone": "fi",
-    "upc_ca_ona_hts": "ca", "msu_ru_nsh_clunits": "ru",
+    "upc_ca_ona_hts": "ca", "msu_ru_nsh_clunits": "ru", "czech_krb": "cs",
 }
 FESTIVAL_FOREIGN_HELDOUT_VOICES: dict[str, str] = {
     "pc_diphone": "it", "czech_machac": "cs", "hy_fi_mv_diphone": "fi",
 }
+#: The Indic NSK diphone voices (festvox-hi-nsk / -mr-nsk / -te-nsk; native script only) are
+#: mapped (phone set, spelling) but not used by default: their pause units carry a loud,
+#: fluctuating noise (about -20 dB re speech, 10 ms frames 15-20 dB above its own floor), so
+#: every utterance fails the quiet-pause check. Pass them in ``festival_foreign_*_voices`` to
+#: try them (hi / mr as training, te as an unseen held-out language).
+FESTIVAL_NSK_VOICES: dict[str, str] = {
+    "hindi_NSK_diphone": "hi", "marathi_NSK_diphone": "mr", "telugu_NSK_diphone": "te",
+}
 #: text encoding each language's festival front end reads (its Scheme strings are bytes)
 FESTIVAL_TEXT_ENCODING: dict[str, str] = {
     "en-us": "ascii", "it": "latin-1", "cs": "iso-8859-2", "fi": "latin-1", "ca": "latin-1",
-    "ru": "utf-8",
+    "ru": "utf-8", "hi": "utf-8", "mr": "utf-8", "te": "utf-8",
 }
 FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 
@@ -713,6 +724,17 @@ def syllable_phrase(rng: np.random.Generator, inv: LanguageInventory) -> str:
     return "[[" + " ".join(words) + "]]"
 
 
+_DEVANAGARI: dict = {
+    "c": [("प", 3), ("ब", 3), ("म", 3), ("व", 1.5), ("फ", 1), ("त", 1), ("द", 1), ("न", 1),
+          ("स", 1), ("ल", 1), ("र", 1), ("क", 1), ("ग", .5), ("च", .5), ("ज", .5), ("श", .5),
+          ("ह", .5), ("य", .5), ("ट", .5), ("ड", .5)],
+    "v": [("", 1), ("ा", 2.5), ("ो", 2.5), ("ू", 2.5), ("ु", 1), ("ि", 1), ("ी", 1),
+          ("े", 1), ("ै", .5), ("ौ", .5)],
+    "V": {"": "अ", "ा": "आ", "ो": "ओ", "ू": "ऊ", "ु": "उ", "ि": "इ", "ी": "ई",
+          "े": "ए", "ै": "ऐ", "ौ": "औ"},
+    "k": [("ं", 1), ("न्", 1), ("ल्", 1), ("स्", 1)],
+}
+
 #: Pseudo-word letters per language for festival voices of other languages (near-phonemic
 #: spellings only): consonant onsets, vowels, and optional syllable codas. Weights as in
 #: :func:`probe_inventory`: bilabials x3, labiodentals x1.5, rounded and open vowels x2.5.
@@ -745,6 +767,20 @@ _ORTHOGRAPHY: dict[str, dict[str, list[tuple[str, float]]]] = {
            "v": [("а", 2.5), ("о", 2.5), ("у", 2.5), ("э", 1),
                  ("ы", 1), ("и", 1)],
            "k": [("н", 1), ("л", 1), ("с", 1), ("м", 1)]},
+    # Devanagari / Telugu script (the NSK voices read nothing else): consonant letters carry
+    # the inherent vowel (""), "v" are vowel signs, "V" the independent vowel letter of each
+    # sign (a syllable without an onset), codas a consonant + virama or the anusvara (read m)
+    "hi": _DEVANAGARI,
+    "mr": {**_DEVANAGARI, "c": _DEVANAGARI["c"] + [("ळ", .5)]},
+    "te": {"c": [("ప", 3), ("బ", 3), ("మ", 3), ("వ", 1.5), ("త", 1), ("ద", 1), ("న", 1),
+                 ("స", 1), ("ల", 1), ("ర", 1), ("క", 1), ("గ", .5), ("చ", .5), ("జ", .5),
+                 ("శ", .5), ("య", .5), ("ట", .5), ("డ", .5)],
+           "v": [("", 2.5), ("ా", 2.5), ("ొ", 2.5), ("ో", 2.5), ("ు", 2.5),
+                 ("ూ", 1), ("ి", 1), ("ీ", .5), ("ె", 1), ("ే", .5),
+                 ("ై", .5), ("ౌ", .5)],
+           "V": {"": "అ", "ా": "ఆ", "ొ": "ఒ", "ో": "ఓ", "ు": "ఉ", "ూ": "ఊ",
+                 "ి": "ఇ", "ీ": "ఈ", "ె": "ఎ", "ే": "ఏ", "ై": "ఐ", "ౌ": "ఔ"},
+           "k": [("ం", 1), ("న్", 1), ("ల్", 1)]},
 }
 
 
@@ -759,9 +795,11 @@ def orthographic_phrase(rng: np.random.Generator, language: str) -> str:
     for _ in range(int(rng.integers(2, 7))):
         w = ""
         for k in range(int(rng.integers(1, 4))):
-            if rng.random() < 0.9 or k == 0:
+            onset = rng.random() < 0.9 or k == 0
+            if onset:
                 w += _pick(rng, cons, cw)
-            w += _pick(rng, vows, vw)
+            v = _pick(rng, vows, vw)
+            w += v if onset or "V" not in o else o["V"][v]
             if rng.random() < 0.15:
                 w += codas[int(rng.integers(len(codas)))]
         words.append(w)
@@ -977,20 +1015,70 @@ def variant_echo_delay(variant: str) -> float:
     return 0.0
 
 
+#: Noise-floor route of the quiet-pause check (:func:`check_alignment`): a pause louder than
+#: ``silence_max_db`` re speech RMS still passes when it is the voice's steady room tone.
+#: ``floor`` = this percentile of the 10 ms frame levels over all labelled pauses of the
+#: utterance (digitally silent frames, below ``_DIGITAL_SILENCE_DB``, left out), from at least
+#: ``NOISE_FLOOR_MIN_FRAMES`` frames.
+NOISE_FLOOR_PERCENTILE = 20.0
+NOISE_FLOOR_MIN_FRAMES = 10
+#: the floor itself must be at most this loud re speech RMS (else it is not a pause)
+NOISE_FLOOR_MAX_DB = -20.0
+#: a pause's RMS may exceed the floor by at most this much (steady: no extra energy) ...
+NOISE_EXCESS_MAX_DB = 6.0
+#: ... and none of its 10 ms frames may be *loud*: above ``max(onset_db, floor + this)``, the
+#: same level from which the boundary checks take a frame for sound (no burst) ...
+NOISE_BURST_MAX_DB = 10.0
+#: ... and its RMS never above this, whatever the floor (absolute cap re speech RMS)
+SILENCE_CAP_DB = -18.0
+_DIGITAL_SILENCE_DB = -100.0
+
+
+def _frame_db(x: np.ndarray, win: int, ref: float) -> np.ndarray:
+    """Levels (dB re ``ref``) of consecutive non-overlapping ``win``-sample frames."""
+    n = len(x) // win
+    if n <= 0:
+        return np.zeros(0)
+    fr = x[:n * win].reshape(n, win)
+    return 20 * np.log10(np.maximum(np.sqrt(np.mean(fr ** 2, axis=1)) / ref, 1e-6))
+
+
 def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
                     min_silence: float = 0.06, margin: float = 0.01,
-                    tail: float = 0.0, onset_db: float = -20.0) -> dict:
+                    tail: float = 0.0, onset_db: float = -20.0,
+                    silence_max_db: float = -30.0) -> dict:
     """Alignment checks of one utterance.
 
-    Returns ``{"monotonic", "covers", "silence_db_max", "silence_count", "onset_lead_ms",
-    "offset_overhang_ms", "vowel_db_median"}``: phones must be ordered, contiguous and tile
-    [0, duration]; ``onset_lead_ms`` is how long before the labelled end of a pause (>= 100 ms)
-    sound already starts (worst case; positive = audio before its phone), and
-    ``offset_overhang_ms`` how long after the labelled start of a pause sound goes on (5 ms RMS
-    windows, ``onset_db`` re speech RMS: weaker breath / diphone noise is allowed). For every
-    silence phone of at least ``min_silence`` s, the RMS of its inner part (``margin`` trimmed
-    on both sides, and ``tail`` more at the start: the echo of voices with an echo effect)
-    relative to the RMS of all speech phones, in dB (the maximum is reported).
+    Returns ``{"monotonic", "covers", "silence_ok", "silence_db_max", "silence_count",
+    "noise_floor_db", "silence_excess_db_max", "silence_burst_db_max", "onset_lead_ms",
+    "offset_overhang_ms", "vowel_db_median"}``; levels are dB re the RMS of all speech
+    phones.
+
+    * Structure: phones must be ordered, contiguous and tile [0, duration].
+    * Quiet pauses: every silence phone of at least ``min_silence`` s is measured on its inner
+      part (``margin`` trimmed on both sides, and ``tail`` more at the start: the echo of voices
+      with an echo effect): its RMS, and its 10 ms frame levels. The utterance's *noise floor*
+      is the ``NOISE_FLOOR_PERCENTILE``-th percentile of the frame levels over all its pauses
+      (digitally silent frames - the inserted silences - left out; ``-120`` when fewer than
+      ``NOISE_FLOOR_MIN_FRAMES`` frames remain, i.e. the voice's pauses are clean). A pause
+      passes when its RMS is at most ``silence_max_db`` (the plain rule), or when it is steady
+      room tone: the floor is at most ``NOISE_FLOOR_MAX_DB``, the pause's RMS is at most
+      ``NOISE_EXCESS_MAX_DB`` above the floor and at most ``SILENCE_CAP_DB`` in absolute terms,
+      and none of its 10 ms frames is *loud* (above ``max(onset_db, floor +
+      NOISE_BURST_MAX_DB)``, the boundary checks' sound level below). Speech sound inside a
+      labelled pause (phone times that do not match the audio) is a burst well above any
+      steady floor and raises the pause's RMS, so it still fails; so does a "floor" at nearly
+      speech level. Clean voices (floor under ``silence_max_db - NOISE_EXCESS_MAX_DB``) are
+      judged by the plain rule alone, exactly as before. ``silence_ok`` is the verdict;
+      ``silence_db_max`` the loudest pause RMS, ``silence_excess_db_max`` /
+      ``silence_burst_db_max`` the largest RMS / loudest-frame excess over the floor among
+      pauses that fail the plain rule (``None`` when none does).
+    * Boundaries: ``onset_lead_ms`` is how long before the labelled end of a pause (>= 100 ms)
+      sound already starts (worst case; positive = audio before its phone), and
+      ``offset_overhang_ms`` how long after the labelled start of a pause sound goes on (5 ms
+      RMS windows, 1 ms hop; *sound* = above ``max(onset_db, floor + NOISE_BURST_MAX_DB)``, so
+      weaker breath / diphone noise and a steady room tone are not taken for speech, while the
+      threshold never drops under ``onset_db``).
     """
     x = np.asarray(samples, np.float64)
     dur = len(x) / sr
@@ -1005,8 +1093,8 @@ def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
             speech[int(round(s * sr)):int(round(e * sr))] = True
     ref = math.sqrt(float(np.mean(x[speech] ** 2))) if speech.any() else 0.0
     ref = max(ref, 1e-9)
-    worst = -120.0
-    count = 0
+    fwin = max(1, round(0.01 * sr))
+    pauses: list[tuple[float, np.ndarray]] = []  # (RMS dB, 10 ms frame dB) per checked pause
     vowel_db = []
     for s, e, lab in ph:
         a, b = int(round((s + margin) * sr)), int(round((e - margin) * sr))
@@ -1014,19 +1102,39 @@ def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
             a = int(round((s + margin + tail) * sr))
         if lab == SILENCE and e - s >= min_silence and b > a:
             rms = math.sqrt(float(np.mean(x[a:b] ** 2)))
-            worst = max(worst, 20 * math.log10(max(rms / ref, 1e-6)))  # floor -120 dB
-            count += 1
+            pauses.append((20 * math.log10(max(rms / ref, 1e-6)),  # floor -120 dB
+                           _frame_db(x[a:b], fwin, ref)))
         elif lab != SILENCE and phone_class(lab, "ipa") in ("open_vowel", "rounded_vowel",
                                                              "other_vowel") and b > a:
             rms = math.sqrt(float(np.mean(x[a:b] ** 2))) + 1e-12
             vowel_db.append(20 * math.log10(rms / ref))
-    # energy onsets / offsets at pause boundaries (5 ms RMS, 1 ms hop, onset_db re speech)
+    frames = np.concatenate([f for _, f in pauses]) if pauses else np.zeros(0)
+    frames = frames[frames > _DIGITAL_SILENCE_DB]
+    floor = (float(np.percentile(frames, NOISE_FLOOR_PERCENTILE))
+             if len(frames) >= NOISE_FLOOR_MIN_FRAMES else -120.0)
+    worst = max((r for r, _ in pauses), default=-120.0)
+    loud_db = max(onset_db, floor + NOISE_BURST_MAX_DB)  # "sound", here and at boundaries
+    silence_ok = True
+    excess_max = burst_max = None
+    for rms_db, f in pauses:
+        if rms_db <= silence_max_db:
+            continue
+        excess = rms_db - floor
+        top = float(f.max()) if len(f) else rms_db
+        burst = top - floor
+        excess_max = excess if excess_max is None else max(excess_max, excess)
+        burst_max = burst if burst_max is None else max(burst_max, burst)
+        if not (floor <= NOISE_FLOOR_MAX_DB and rms_db <= SILENCE_CAP_DB
+                and excess <= NOISE_EXCESS_MAX_DB and top <= loud_db):
+            silence_ok = False
+    # energy onsets / offsets at pause boundaries (5 ms RMS, 1 ms hop; "loud" = above onset_db
+    # re speech, or above the noise floor plus NOISE_BURST_MAX_DB where that is higher)
     lead_ms, over_ms = [], []
     win, hop = int(0.005 * sr), max(1, int(0.001 * sr))
     if len(x) > win:
-        frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
-        env = np.sqrt(np.mean(frames ** 2, axis=1)) / ref
-        loud = env > 10 ** (onset_db / 20)
+        frames5 = np.lib.stride_tricks.sliding_window_view(x, win)[::hop]
+        env = np.sqrt(np.mean(frames5 ** 2, axis=1)) / ref
+        loud = env > 10 ** (loud_db / 20)
         centre = (np.arange(len(env)) * hop + win / 2) / sr
         quiet_run = int(round(0.03 / (hop / sr)))  # 30 ms of quiet marks a real pause
         kernel = np.ones(quiet_run)
@@ -1045,8 +1153,11 @@ def check_alignment(samples: np.ndarray, sr: int, phones: Sequence,
                 idx = np.nonzero(last)[0]
                 if len(idx):
                     lead_ms.append(1000 * (e - centre[idx[-1] + quiet_run - 1]))
-    return {"monotonic": bool(mono), "covers": bool(covers), "silence_db_max": round(worst, 2),
-            "silence_count": count,
+    return {"monotonic": bool(mono), "covers": bool(covers), "silence_ok": bool(silence_ok),
+            "silence_db_max": round(worst, 2), "silence_count": len(pauses),
+            "noise_floor_db": round(floor, 2),
+            "silence_excess_db_max": None if excess_max is None else round(excess_max, 2),
+            "silence_burst_db_max": None if burst_max is None else round(burst_max, 2),
             "onset_lead_ms": round(max(lead_ms), 1) if lead_ms else None,
             "offset_overhang_ms": round(max(over_ms), 1) if over_ms else None,
             "vowel_db_median": round(float(np.median(vowel_db)), 2) if vowel_db else None}
@@ -1071,11 +1182,12 @@ def _finish(job: dict, out_dir: Path, parts: list, silence_label: str,
             b.start = a.end
     echo = variant_echo_delay(job["variant"]) if job["engine"] == "espeak-ng" else 0.0
     tail = echo + 0.03 if echo > 0 else 0.0
-    checks = check_alignment(samples, SAMPLE_RATE, phones, spec_checks[0], tail=tail)
+    checks = check_alignment(samples, SAMPLE_RATE, phones, spec_checks[0], tail=tail,
+                             silence_max_db=spec_checks[1])
     checks["echo_tail"] = round(tail, 3)
     if not (checks["monotonic"] and checks["covers"]):
         return None, "phone structure"
-    if checks["silence_count"] and checks["silence_db_max"] > spec_checks[1]:
+    if not checks["silence_ok"]:
         return None, "silence not quiet"
     if (checks["onset_lead_ms"] or 0.0) > MAX_BOUNDARY_ERROR_MS:
         return None, "sound before its phone"
@@ -1179,8 +1291,10 @@ def _scheme_string(s: str) -> str:
 
 
 def _foreign_scheme_string(s: str) -> str:
-    """A Scheme string of a pseudo-word text in any script (letters, spaces, punctuation)."""
-    s = re.sub(r"[^\w\s.,?!'-]", " ", s)
+    """A Scheme string of a pseudo-word text in any script (letters with their combining
+    marks - Indic vowel signs, virama, anusvara -, spaces, punctuation)."""
+    s = "".join(c if re.match(r"[\w\s.,?!'-]", c) or unicodedata.category(c).startswith("M")
+                else " " for c in s)
     return '"' + s.replace("\\", " ").replace('"', " ") + '"'
 
 
@@ -1219,7 +1333,7 @@ def _render_festival(jobs: Sequence[dict], out_dir: Path, checks: tuple[float, f
             fh.write(b"".join((line + "\n").encode(encodings.get(i, "utf-8"), "replace")
                               for i, line in enumerate(lines)))
         proc = subprocess.run(["festival", "-b", script], capture_output=True, text=True,
-                              timeout=600)
+                              errors="replace", timeout=600)
         for j, job in enumerate(jobs):
             try:
                 parts = []
@@ -1364,6 +1478,7 @@ def generate_corpus(out_dir: str | os.PathLike, spec: "CorpusSpec | Mapping | No
     index = {k: 0 for k in targets}
     entries: list[dict] = []
     rejected: Counter = Counter()
+    by_voice: dict[str, Counter] = defaultdict(Counter)  # engine:voice -> reason -> count
     checks = (spec.silence_check_min, spec.silence_max_db)
     ctx = __import__("multiprocessing").get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, spec.workers), mp_context=ctx) as pool:
@@ -1382,10 +1497,11 @@ def generate_corpus(out_dir: str | os.PathLike, spec: "CorpusSpec | Mapping | No
             if not jobs:
                 break
             tasks = _tasks_for(jobs, out, checks)
-            for res in pool.map(_render_task, tasks):
-                for entry, reason in res:
+            for task, res in zip(tasks, pool.map(_render_task, tasks)):
+                for (entry, reason), job in zip(res, task[1]):
                     if entry is None:
                         rejected[reason.split(":")[0]] += 1
+                        by_voice[f"{job['engine']}:{job['voice']}"][reason.split(":")[0]] += 1
                         continue
                     entries.append(entry)
                     done[entry["split"]] += entry["duration"]
@@ -1401,6 +1517,7 @@ def generate_corpus(out_dir: str | os.PathLike, spec: "CorpusSpec | Mapping | No
             fh.write(json.dumps(e, ensure_ascii=False) + "\n")
     stats = corpus_stats(entries)
     stats["rejected"] = dict(rejected)
+    stats["rejected_by_voice"] = {v: dict(c) for v, c in sorted(by_voice.items())}
     stats["seed"] = seed
     stats["spec"] = {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in dataclasses.asdict(spec).items()}

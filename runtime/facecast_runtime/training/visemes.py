@@ -875,6 +875,10 @@ def festival_features_ipa(name: str, feats: Mapping[str, str],
     return ""
 
 
+_INDIC_NAMES = {"ih": "ɪ", "uh": "ʊ", "eh": "e", "ee": "e", "oh": "o", "th": "t", "tth": "t",
+                "dh": "d", "ddh": "d", "y": "j", "r": "r", "R": "r", "N": "ɳ", "w": "w",
+                "x": "x", "ksh": "kʃ", "sri": "ʃr"}
+
 #: Per phone set: ``close_high`` / ``voicing_inverted`` conventions and the phones whose
 #: features are missing or follow another convention (by name). Czech's phone set carries no
 #: place or height features at all, so it is the one mapped by name throughout.
@@ -892,6 +896,15 @@ FESTIVAL_PHONESET_FIXES: dict[str, dict] = {
         "names": {"a": "ɐ", "s": "s", "ss": "s", "z": "z", "zz": "z", "sh": "ʂ", "zh": "ʐ",
                   "sch": "ɕ", "ch": "tɕ", "k": "k", "kk": "k", "g": "g", "gg": "g", "j": "j"},
     },
+    # Indic NSK voices (Hindi, Marathi, Telugu; one phone set, three names): dental stops are
+    # written as dental fricatives (th / tth / dh / ddh), y / r / R as affricates, short i / u
+    # and e / o without their true height or rounding, the glide w as a vowel and x with no
+    # features (it would read as a pause); anusvara and aspirates are read by the lexicon.
+    "hindi": {"names": {**_INDIC_NAMES, "a": "ə", "@": "ə", "ay": "ɛ", "aw": "ɔ", "oo": "ɔ"}},
+    "marathi": {"names": {**_INDIC_NAMES, "a": "ə", "@": "ə", "ay": "əi", "aw": "əu",
+                          "oo": "ɔ"}},
+    "telugu": {"names": {**_INDIC_NAMES, "a": "a", "aa": "a", "@": "ə", "ay": "aɪ",
+                         "aw": "aʊ", "oo": "o"}},
     "czech": {
         "names": {"a": "a", "a:": "a", "e": "ɛ", "e:": "ɛ", "i": "ɪ", "i:": "i", "o": "o",
                   "o:": "o", "u": "u", "u:": "u", "b": "b", "p": "p", "m": "m", "f": "f",
