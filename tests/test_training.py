@@ -58,3 +58,10 @@ def test_spectral_augmentation_reaches_training(tmp_path):
         outs.append(bake((x, 16000), model=str(out)).values)
     assert np.isfinite(outs[1]).all()
     assert not np.array_equal(outs[0], outs[1]), "re-voiced crops must change what is learned"
+
+
+def test_loss_kind_is_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="train.opening_loss must be 'l1' or 'l2'"):
+        train(_cfg(tmp_path, ["train.opening_loss=huber"]), tmp_path / "x.onnx", "x",
+              sink=lambda m: None)
+    assert not (tmp_path / "x.onnx").exists()
