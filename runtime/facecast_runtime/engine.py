@@ -101,7 +101,11 @@ class Session:
         self.guard = RangeGuard()
         idx = [CHANNELS.index(c) for c in self.info.channels]  # by name, from the schema
         self._out_idx = np.asarray(idx, np.int64)
-        # model frame n (after the output delay) describes time (n + 0.5) * hop / rate
+        # model frame n (after the output delay) describes time (n + 0.5) * hop / rate, so
+        # output frame k sits at delayed-model position (2*k*rate - hop*fps) / (2*hop*fps)
+        self._rate2 = 2 * self.info.sample_rate
+        self._num0 = self.info.hop * self.fps
+        self._den = 2 * self.info.hop * self.fps
         self._model_step = 0          # model frames computed
         # delayed model outputs d[base], d[base+1], ... (rows), bounded by what output needs
         self._delayed = np.zeros((0, len(self._out_idx)), np.float32)
@@ -160,18 +164,21 @@ class Session:
             self._advance(np.zeros(pad, np.float32))
         return self._emit(total, final=True)
 
-    def _position(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For output frames k: (numerator, needed). Frame k sits at delayed-model position
-        p = num / den with den = 2*hop*fps; ``needed`` is the highest delayed model frame it
-        interpolates from (integer arithmetic, so it never depends on chunking)."""
-        sr, hop = self.info.sample_rate, self.info.hop
-        num = 2 * np.asarray(k, np.int64) * sr - hop * self.fps
-        den = 2 * hop * self.fps
-        needed = np.where(num > 0, num // den + 1, 0)
-        return num, needed
-
     def _needed_delayed(self, k: int) -> int:
-        return int(self._position(k)[1])
+        """The highest delayed model frame output frame ``k`` interpolates from. Frame k sits
+        at delayed-model position num / den, num = 2*k*rate - hop*fps, den = 2*hop*fps
+        (integer arithmetic, so it never depends on chunking)."""
+        num = k * self._rate2 - self._num0
+        return num // self._den + 1 if num > 0 else 0
+
+    def _ready_end(self, have: int) -> int:
+        """One past the last output frame whose delayed model frames all exist when ``have``
+        of them do: the frames k with ``_needed_delayed(k) < have`` (it never decreases).
+        That is num <= 0 or num // den <= have - 2, i.e. num < max((have - 1) * den, 1)."""
+        if have <= 0:
+            return 0
+        bound = max((have - 1) * self._den, 1)
+        return -(-(bound + self._num0) // self._rate2)
 
     def set_options(self, options: Mapping[str, object]) -> dict:
         """Change live options of the expressive layer (emotion, emotion_keys, transition,
@@ -198,25 +205,26 @@ class Session:
 
     def _emit(self, limit: int, final: bool) -> FrameBatch:
         k0 = self._next_frame
-        if limit <= k0:
-            return FrameBatch.empty(self.fps, k0, self.subject)
         have = self._base + len(self._delayed)
-        karr = np.arange(k0, limit, dtype=np.int64)
-        num, needed = self._position(karr)
         if not final:
-            n = int(np.searchsorted(needed, have, side="left"))  # needed is non-decreasing
-            karr, num, needed = karr[:n], num[:n], needed[:n]
-        n = len(karr)
-        if n == 0:
+            limit = min(limit, self._ready_end(have))
+        n = limit - k0
+        if n <= 0:
             return FrameBatch.empty(self.fps, k0, self.subject)
-        den = 2 * self.info.hop * self.fps
-        lo = np.maximum(needed - 1, 0)
-        w = np.where(num > 0, (num - lo * den) / den, 0.0).astype(np.float32)
-        last = have - 1
+        # frame k interpolates the delayed model frames lo and lo + 1 (clamped to the last
+        # one) with weight w of the second: lo = max(num // den, 0), w = max(num, 0) % den / den
+        # (plain ints, and w divided as float64 like numpy would; a push yields a frame or two)
+        den, rate2, num0, base, last = self._den, self._rate2, self._num0, self._base, have - 1
+        i0, i1, wl = [], [], []
+        for k in range(k0, limit):
+            num = k * rate2 - num0
+            lo = num // den if num > 0 else 0
+            i0.append((lo if lo < last else last) - base)
+            i1.append((lo + 1 if lo + 1 < last else last) - base)
+            wl.append(num % den / den if num > 0 else 0.0)
+        w = np.array(wl, np.float32)[:, None]
         D = self._delayed
-        i0 = np.minimum(lo, last) - self._base
-        i1 = np.minimum(lo + 1, last) - self._base
-        model_vals = D[i0] * (1.0 - w)[:, None] + D[i1] * w[:, None]
+        model_vals = D[i0] * (1.0 - w) + D[i1] * w
         values = np.zeros((n, len(CHANNELS)), np.float32)
         values[:, self._out_idx] = model_vals
         batch = FrameBatch(values, k0, self.fps, self.subject)

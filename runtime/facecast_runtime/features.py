@@ -116,9 +116,17 @@ def _window(win: int) -> np.ndarray:
 
 def logmel_frames(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     """Log-mel of already cut windows, shape (n, win) -> (n, n_mels) float32."""
+    padded = np.zeros((len(frames), cfg.n_fft), np.float32)
+    np.multiply(frames, _window(cfg.win), out=padded[:, : cfg.win])
+    return _logmel_padded(padded, cfg)
+
+
+def _logmel_padded(padded: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """Log-mel of windowed frames already zero-padded to ``n_fft``, shape (n, n_fft) float32
+    (the padding ``rfft(x, n=n_fft)`` would add, done by the caller without a copy)."""
     from scipy import fft as sfft
 
-    spec = sfft.rfft(frames * _window(cfg.win), n=cfg.n_fft, axis=1)  # float32 in, complex64 out
+    spec = sfft.rfft(padded, axis=1)  # float32 in, complex64 out
     power = spec.real ** 2 + spec.imag ** 2
     if len(power) == 1:
         # a 1-row product goes through BLAS's threaded gemv path, which stalls for ~0.3 ms on a
@@ -126,7 +134,8 @@ def logmel_frames(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
         mel = (np.vstack([power, power]) @ mel_filterbank(cfg))[:1]
     else:
         mel = power @ mel_filterbank(cfg)
-    return np.log(mel + cfg.log_floor).astype(np.float32)
+    mel += cfg.log_floor
+    return np.log(mel, out=mel)
 
 
 class FeatureStream:
@@ -156,11 +165,17 @@ class FeatureStream:
             self.buf = np.concatenate([self.buf, x])
         n = (len(self.buf) - cfg.win) // cfg.hop + 1 if len(self.buf) >= cfg.win else 0
         if n > 0:
+            # the windowed frames, written straight into the zero-padded FFT input
+            padded = np.zeros((n, cfg.n_fft), np.float32)
+            window = _window(cfg.win)
             if n <= 4:  # the streaming case: cheaper than building a strided view
-                view = np.stack([self.buf[i * cfg.hop : i * cfg.hop + cfg.win] for i in range(n)])
+                for i in range(n):
+                    np.multiply(self.buf[i * cfg.hop : i * cfg.hop + cfg.win], window,
+                                out=padded[i, : cfg.win])
             else:
                 view = np.lib.stride_tricks.sliding_window_view(self.buf, cfg.win)[:: cfg.hop][:n]
-            feats = logmel_frames(view, cfg)
+                np.multiply(view, window, out=padded[:, : cfg.win])
+            feats = _logmel_padded(padded, cfg)
             self.buf = self.buf[n * cfg.hop :].copy()
             self.pending = np.concatenate([self.pending, feats]) if len(self.pending) else feats
         m = len(self.pending) // cfg.stack

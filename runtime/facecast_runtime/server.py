@@ -732,7 +732,8 @@ class Server:
             sent = 0
             for topic, payload, is_frame, t_req in items:
                 try:
-                    pub.send_multipart((topic, payload), zmq.NOBLOCK, copy=False)
+                    # copied: for messages this small a copy is cheaper than zero-copy tracking
+                    pub.send_multipart((topic, payload), zmq.NOBLOCK)
                 except zmq.ZMQError:
                     if is_frame:
                         live.frames_dropped += 1

@@ -373,6 +373,9 @@ class FrameEncoder:
         self.session = session
         self.fps = int(fps)
         self.topic = frame_topic(subject)
+        # packs the per-frame numbers (index, time, wall): the same bytes as pack(), without
+        # building a packer per call (one per encoder: a session's frames are encoded in order)
+        self._pack_number = msgpack.Packer(use_bin_type=True).pack
         self.set_include_channels(include_channels, extra)
 
     def set_include_channels(self, include: bool,
@@ -404,12 +407,13 @@ class FrameEncoder:
         fps = self.fps
         static_n, static = self._prefix
         base_n = static_n + 4
-        wall_b = pack(float(wall))
+        pack_number = self._pack_number
+        wall_b = pack_number(float(wall))
         out = []
         start = batch.start_index
         for i in range(n):
             idx = start + i
-            parts = [b"", static, _K_INDEX, pack(idx), _K_TIME, pack(idx / fps),
+            parts = [b"", static, _K_INDEX, pack_number(idx), _K_TIME, pack_number(idx / fps),
                      _K_VALUES, _VALUES_HDR, raw[i * _ROW_BYTES:(i + 1) * _ROW_BYTES],
                      _K_WALL, wall_b]
             nk = base_n

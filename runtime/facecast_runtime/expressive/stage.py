@@ -89,11 +89,14 @@ def _ch(name: str) -> int:
 class _Draws:
     """Per-frame random numbers of one layer: ``nu`` uniforms and ``nn`` normals per frame,
     from two generators, drawn in blocks (block boundaries never change the sequence).
-    ``u`` and ``z`` hold those of the current block (frame ``i`` at ``nu * i`` ...), as
-    arrays; ``ul`` and ``zl`` as lists once :meth:`as_lists` ran; :meth:`rows` gives them
-    one row per frame."""
+    ``u`` and ``z`` hold those of the current call's frames (frame ``i`` at ``nu * i`` ...),
+    as arrays; ``ul`` and ``zl`` as lists once :meth:`as_lists` ran; :meth:`rows` gives them
+    one row per frame. The generators run ahead by up to ``AHEAD`` frames (``_ub``/``_zb``
+    hold the numbers drawn and not used yet), so a live stream's small calls draw once every
+    few calls instead of twice per call."""
 
-    __slots__ = ("gu", "gn", "nu", "nn", "u", "z", "ul", "zl")
+    __slots__ = ("gu", "gn", "nu", "nn", "u", "z", "ul", "zl", "_ub", "_zb")
+    AHEAD = 32
 
     def __init__(self, seq: np.random.SeedSequence, nu: int, nn: int) -> None:
         su, sn = seq.spawn(2)
@@ -103,10 +106,18 @@ class _Draws:
         self.u = self.z = np.zeros(0)
         self.ul: list = []
         self.zl: list = []
+        self._ub = self._zb = np.zeros(0)
 
     def draw(self, frames: int) -> None:
-        self.u = self.gu.random(self.nu * frames) if self.nu else np.zeros(0)
-        self.z = self.gn.standard_normal(self.nn * frames) if self.nn else np.zeros(0)
+        nu, nn = self.nu, self.nn
+        short = frames - len(self._ub) // nu            # every layer draws uniforms
+        if short > 0:
+            more = max(short, self.AHEAD)
+            self._ub = np.concatenate([self._ub, self.gu.random(nu * more)])
+            if nn:
+                self._zb = np.concatenate([self._zb, self.gn.standard_normal(nn * more)])
+        self.u, self._ub = self._ub[: nu * frames], self._ub[nu * frames :]
+        self.z, self._zb = self._zb[: nn * frames], self._zb[nn * frames :]
 
     def as_lists(self) -> None:
         self.ul = self.u.tolist()
