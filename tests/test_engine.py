@@ -249,3 +249,93 @@ def test_engine_does_not_import_torch():
             "bake((np.zeros(16000, np.float32), 16000)); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _batch_one_copy(tmp_path):
+    """The shipped default model with its batch axis fixed to 1, as models exported before the
+    dynamic batch axis declare it."""
+    onnx = pytest.importorskip("onnx")
+    m = onnx.load(str(resolve_model("default")))
+    for v in list(m.graph.input) + list(m.graph.output):
+        d = v.type.tensor_type.shape.dim[0]
+        d.ClearField("dim_param")
+        d.dim_value = 1
+    path = tmp_path / "batch1.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+def test_shipped_models_declare_a_dynamic_batch_axis():
+    for name in shipped_models():
+        assert ModelRunner(name).supports_batch, name
+
+
+@pytest.mark.parametrize("model", ["default", "la120", "batch1"])
+def test_run_batch_is_bitwise_equal_to_running_each_alone(model, tmp_path):
+    path = str(_batch_one_copy(tmp_path)) if model == "batch1" else model
+    n = 9
+    batched = [ModelRunner(path) for _ in range(n)]
+    alone = [ModelRunner(path) for _ in range(n)]
+    assert batched[0].supports_batch == (model != "batch1")
+    dim = batched[0].info.feature.dim
+    rng = np.random.default_rng(4)
+    feats = rng.standard_normal((n, 400, dim)).astype(np.float32) * 3 - 7
+    pos = 0
+    for T in [1, 2, 3, 2, 2, 57, 2, 1, 0, 2, 30]:
+        # each runner has its own history: a few of them step alone first
+        for i in range(0, n, 4):
+            y = batched[i].run(feats[i, pos:pos + 1])
+            assert np.array_equal(y, alone[i].run(feats[i, pos:pos + 1]))
+        ys = ModelRunner.run_batch(batched, [feats[i, pos + 1:pos + 1 + T] for i in range(n)])
+        for i in range(n):
+            want = alone[i].run(feats[i, pos + 1:pos + 1 + T])
+            assert ys[i].shape == want.shape and ys[i].tobytes() == want.tobytes()
+        pos += T + 1
+    for a, b in zip(batched, alone):
+        assert all(a.state[s].tobytes() == b.state[s].tobytes() for s in a.info.state_names)
+    if batched[0].supports_batch:
+        with pytest.raises(ValueError, match="equal length"):
+            ModelRunner.run_batch(batched[:2], [feats[0, :2], feats[1, :3]])
+
+
+def test_prepared_pushes_batched_across_sessions_equal_plain_pushes(tmp_path):
+    """prepare_push / run_model_steps / finish_push for sessions of mixed models, rates and
+    chunk sizes give bitwise the frames of plain pushes; an error stays in its session."""
+    from facecast_runtime.engine import run_model_steps
+
+    SR = 16000
+    old = str(_batch_one_copy(tmp_path))
+    specs = [("default", SR, 320, {"seed": 1}), ("default", SR, 320, {"seed": 2}),
+             ("default", SR, 480, None), ("la120", SR, 320, None), (old, SR, 320, None),
+             (old, SR, 320, None), ("default", 44100, 882, {"expressive": False})]
+    x = {sr: speechlike(1.2, sr, seed=sr) for sr in (SR, 44100)}
+    phased = [Session(m, sample_rate=sr, options=o) for m, sr, _, o in specs]
+    plain = [Session(m, sample_rate=sr, options=o) for m, sr, _, o in specs]
+    out_p: list[list] = [[] for _ in specs]
+    out_q: list[list] = [[] for _ in specs]
+    for k in range(50):
+        prepared = []
+        for i, (s, (_, sr, chunk, _)) in enumerate(zip(phased, specs)):
+            piece = x[sr][k * chunk:(k + 1) * chunk]
+            out_q[i].append(plain[i].push(piece))
+            prepared.append(s.prepare_push(piece))
+        with pytest.raises(SessionError, match="not been finished"):
+            phased[0].prepare_push(x[SR][:10])
+        run_model_steps(prepared)
+        for i, (s, p) in enumerate(zip(phased, prepared)):
+            out_p[i].append(s.finish_push(p))
+    for i, s in enumerate(phased):
+        out_p[i].append(s.flush())
+        out_q[i].append(plain[i].flush())
+        a, b = FrameBatch.concat(out_p[i]), FrameBatch.concat(out_q[i])
+        assert a.start_index == b.start_index and a.values.tobytes() == b.values.tobytes()
+
+    # a failing model step is reported by that session's finish_push only
+    s1, s2 = Session(), Session()
+    p1, p2 = s1.prepare_push(x[SR][:3200]), s2.prepare_push(x[SR][:3200])
+    p1.features = p1.features[:, :10]  # wrong feature width: the model call fails
+    run_model_steps([p1, p2])
+    assert p1.error is not None and p2.output is not None
+    with pytest.raises(Exception):
+        s1.finish_push(p1)
+    assert len(s2.finish_push(p2)) > 0

@@ -17,7 +17,7 @@ from facecast.client import (
     AsyncSubscriber, CurveKeys, RemoteError, RuntimeClient, StreamEvent, Subscriber,
     load_client_keys,
 )
-from facecast.schema import CHANNELS
+from facecast.schema import CHANNELS, FrameBatch
 from facecast.wire import encode_audio, encode_message, make_request
 from facecast_runtime.engine import bake
 from facecast_runtime.keys import generate_keys
@@ -821,3 +821,77 @@ def test_subscriber_reports_the_connection_state():
         sub.close()
     with pytest.raises(RuntimeError, match="closed"):
         sub.connection()
+
+
+def test_concurrent_pushes_are_batched_and_equal_each_session_alone(monkeypatch):
+    """Pushes of many sessions that arrive together run in phases with the model batched
+    across sessions; every session's frames are bitwise those of its chunks pushed to a
+    Session alone, with per-session rates, models and options, and a bad chunk fails only
+    its own push."""
+    from facecast_runtime.engine import Session
+    from facecast_runtime.model import ModelRunner
+
+    sizes: list[int] = []
+    run_batch = ModelRunner.run_batch
+
+    def spy(runners, features):
+        sizes.append(len(runners))
+        return run_batch(runners, features)
+
+    monkeypatch.setattr(ModelRunner, "run_batch", staticmethod(spy))
+    cases = [{"subject": f"bat.{i}", "sr": SR, "model": "default", "options": {"seed": i}}
+             for i in range(7)]
+    cases += [{"subject": "bat.hi", "sr": 48000, "model": "default", "options": {}},
+              {"subject": "bat.la", "sr": SR, "model": "la120", "options": {}},
+              {"subject": "bat.plain", "sr": SR, "model": "default",
+               "options": {"expressive": False}}]
+    n_chunks, bad_at, emotion_at = 40, 17, 23
+    for i, c in enumerate(cases):
+        x = speech_like(n_chunks * 0.02, sr=c["sr"], seed=10 + i)
+        c["chunks"] = np.array_split(x, n_chunks)
+    with Server("127.0.0.1", 0, 0).start() as srv, \
+            RuntimeClient(srv.control_endpoint, max_in_flight=1000) as rc, \
+            Subscriber(srv.frame_endpoint, [c["subject"] for c in cases], events=True) as sub:
+        for c in cases:
+            wait_subscribed(rc, f"event.{c['subject']}", sub=sub)
+        sessions = [rc.open(c["subject"], c["sr"], model=c["model"], options=c["options"])
+                    for c in cases]
+        for k in range(n_chunks):
+            if k == emotion_at:  # a non-push request between pipelined pushes keeps its place
+                sessions[1].set_emotion("happy", 0.8)
+            for s, c in zip(sessions, cases):
+                chunk = c["chunks"][k]
+                if k == bad_at and s is sessions[2]:
+                    chunk = chunk.copy()
+                    chunk[3] = np.nan
+                rc.send_async("push", session=s.id, data=encode_audio(chunk))
+        with pytest.raises(RemoteError) as e:
+            rc.wait_all()
+        assert e.value.code == "bad_audio" and e.value.more == 0
+        rc.wait_all()  # the only error was that one
+        for s in sessions:
+            s.close()
+        got: dict[str, list] = {c["subject"]: [] for c in cases}
+        ended = 0
+        while ended < len(cases):
+            msg = sub.recv_message(timeout=10)
+            if isinstance(msg, StreamEvent):
+                ended += msg.event == "end"
+            else:
+                got[msg.subject].append(msg)
+    assert max(sizes, default=0) > 1, "no model call was batched across sessions"
+    for i, c in enumerate(cases):
+        ref = Session(c["model"], sample_rate=c["sr"], subject=c["subject"],
+                      options=c["options"] or None)
+        parts = []
+        for k, chunk in enumerate(c["chunks"]):
+            if k == emotion_at and i == 1:
+                ref.set_options({"emotion": {"name": "happy", "intensity": 0.8}})
+            if not (k == bad_at and i == 2):  # the rejected chunk never entered the stream
+                parts.append(ref.push(chunk))
+        parts.append(ref.flush())
+        want = FrameBatch.concat(parts)
+        frames = got[c["subject"]]
+        assert [f.index for f in frames] == list(range(len(want))), c["subject"]
+        np.testing.assert_array_equal(np.stack([f.vector() for f in frames]), want.values,
+                                      err_msg=c["subject"])

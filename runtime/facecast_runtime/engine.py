@@ -10,6 +10,12 @@ stage keeps only the history it needs.
 
 Time: output frame ``k`` shows the face at audio time ``k / fps`` (seconds since the first
 sample). A stream of ``n`` samples at rate ``r`` yields ``ceil(n * fps / r)`` frames.
+
+Many sessions at once (the server): ``push`` is ``prepare_push`` (audio -> features) then
+``finish_push`` (model step -> frames). Between the two, ``run_model_steps`` steps the model of
+many sessions' prepared pushes together, one ONNX call per group of sessions with the same
+model and number of model frames (models with a dynamic batch axis); each session's frames are
+bitwise the same as pushing it alone.
 """
 from __future__ import annotations
 
@@ -67,6 +73,56 @@ class RangeGuard:
         return batch
 
 
+class PreparedPush:
+    """A push whose audio has become model features (``Session.prepare_push``) and whose model
+    step is still to run: ``output`` is set by ``run_model_steps`` (or, if left None, by
+    ``Session.finish_push`` itself); ``error`` is the step's exception, raised by
+    ``finish_push``."""
+
+    __slots__ = ("session", "features", "output", "error")
+
+    def __init__(self, session: "Session", features: np.ndarray) -> None:
+        self.session = session
+        self.features = features
+        self.output: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+
+def run_model_steps(prepared: Sequence[PreparedPush]) -> None:
+    """Step the model for several sessions' prepared pushes (at most one per session): those
+    whose runners share a model with a dynamic batch axis and have the same number of model
+    frames go in one call, the rest one by one. Sets each push's ``output``, or its ``error``
+    (one failing step never touches another session's state or result)."""
+    groups: dict[tuple, list[PreparedPush]] = {}
+    seen: set[int] = set()
+    for p in prepared:
+        if p.output is not None or p.error is not None or not len(p.features):
+            continue
+        r = p.session.runner
+        if r.supports_batch and id(r) not in seen:
+            key: tuple = (id(r.session), len(p.features))
+        else:
+            key = ("alone", id(p))
+        seen.add(id(r))
+        groups.setdefault(key, []).append(p)
+    for group in groups.values():
+        if len(group) > 1:
+            try:
+                outs = ModelRunner.run_batch([p.session.runner for p in group],
+                                             [p.features for p in group])
+            except Exception:
+                pass  # no state advanced: step them one by one, errors to their own session
+            else:
+                for p, out in zip(group, outs):
+                    p.output = out
+                continue
+        for p in group:
+            try:
+                p.output = p.session.runner.run(p.features)
+            except Exception as e:
+                p.error = e
+
+
 class Session:
     """One audio stream turned into frames.
 
@@ -113,6 +169,7 @@ class Session:
         self._n_in = 0                # input samples received
         self._next_frame = 0          # next output frame index
         self._finished = False
+        self._prepared: PreparedPush | None = None  # between prepare_push and finish_push
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -138,20 +195,43 @@ class Session:
 
     # -- streaming --------------------------------------------------------------------------
     def push(self, samples: object) -> FrameBatch:
+        return self.finish_push(self.prepare_push(samples))
+
+    def prepare_push(self, samples: object) -> PreparedPush:
+        """First half of ``push``: take the chunk and compute its model features. The model
+        step runs in ``finish_push`` (or before it, batched, in ``run_model_steps``); nothing
+        else may happen to the session in between."""
         if self._finished:
             raise SessionError("session is finished (flush() was called); open a new one")
+        if self._prepared is not None:
+            raise SessionError("the previous prepared push has not been finished")
         x = to_mono_float(samples)
         if len(x) > MAX_CHUNK_SAMPLES:
             raise SessionError(f"audio chunk of {len(x)} samples exceeds the limit of "
                                f"{MAX_CHUNK_SAMPLES}; push it in pieces")
         self._n_in += len(x)
-        self._advance(self.resampler.push(x))
+        self._prepared = PreparedPush(self, self._feed(self.resampler.push(x)))
+        return self._prepared
+
+    def finish_push(self, prepared: PreparedPush) -> FrameBatch:
+        """Second half of ``push``: the model step (unless already run) and the frames the
+        audio so far determines."""
+        if prepared is not self._prepared:
+            raise SessionError("finish_push needs this session's pending prepared push")
+        self._prepared = None
+        if prepared.error is not None:
+            raise prepared.error
+        if len(prepared.features):
+            out = prepared.output
+            self._take(out if out is not None else self.runner.run(prepared.features))
         limit = -(-self._n_in * self.fps // self.sample_rate)
         return self._emit(limit, final=False)
 
     def flush(self) -> FrameBatch:
         if self._finished:
             return FrameBatch.empty(self.fps, self._next_frame, self.subject)
+        if self._prepared is not None:
+            raise SessionError("the previous prepared push has not been finished")
         self._finished = True
         self._advance(self.resampler.flush())
         total = -(-self._n_in * self.fps // self.sample_rate)
@@ -190,12 +270,18 @@ class Session:
         return self.expressive.set_options(options, now=self._n_in / self.sample_rate)
 
     def _advance(self, x: np.ndarray) -> None:
+        feats = self._feed(x)
+        if len(feats):
+            self._take(self.runner.run(feats))
+
+    def _feed(self, x: np.ndarray) -> np.ndarray:
+        """Model-rate audio in (also to the stages that read it), model features out."""
         for sink in self._audio_sinks:
             sink.feed_audio(x)
-        feats = self.features.push(x)
-        if not len(feats):
-            return
-        out = self.runner.run(feats)
+        return self.features.push(x)
+
+    def _take(self, out: np.ndarray) -> None:
+        """The model's outputs for the next model frames, into the delayed buffer."""
         lead = self.info.lookahead_frames
         start = self._model_step
         self._model_step += len(out)

@@ -19,11 +19,15 @@ schema_version     the facecast schema version the channel names refer to
 training_data      digest of the data the model was trained on (free text)
 ================== ===========================================================================
 
-Graph interface: input ``features`` float32 [1, T, D] (D = the feature configuration's dim),
-output ``channels`` float32 [1, T, len(channels)]. Streaming state is explicit: every other input
-``state_<k>`` (float32, fully static shape) has a matching output ``state_<k>_out``; the runner
-starts from zeros and feeds each output back, so a stream cut into any pieces gives the same
-result as one call over the whole input.
+Graph interface: input ``features`` float32 [B, T, D] (D = the feature configuration's dim),
+output ``channels`` float32 [B, T, len(channels)]. Streaming state is explicit: every other input
+``state_<k>`` (float32, [B, ...] with a static shape after B) has a matching output
+``state_<k>_out``; the runner starts from zeros and feeds each output back, so a stream cut into
+any pieces gives the same result as one call over the whole input.
+
+B is the batch axis: 1 (static) in older models; models whose ``features`` and every state
+declare it dynamic can step several streams in one call (``ModelRunner.run_batch``), each row
+exactly as it would be alone. Other runners step one stream per call.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -155,14 +160,16 @@ def read_contract(meta: dict[str, str], path: str, inputs: dict, outputs: dict) 
                          f"{len(channels)}] for {len(channels)} declared channels")
     states = tuple(sorted(k for k in inputs if k != "features"))
     for s in states:
+        shape = list(inputs[s].shape)
         if not s.startswith("state_"):
             raise ModelError(f"{path}: unexpected graph input {s!r} (only 'features' and "
                              "'state_*' are allowed)")
         if f"{s}_out" not in outputs:
             raise ModelError(f"{path}: state input {s!r} has no matching output '{s}_out'")
-        if not all(isinstance(d, int) for d in inputs[s].shape):
-            raise ModelError(f"{path}: state input {s!r} must have a static shape, got "
-                             f"{inputs[s].shape}")
+        if not shape or not all(isinstance(d, int) for d in shape[1:]) \
+                or (isinstance(shape[0], int) and shape[0] != 1):
+            raise ModelError(f"{path}: state input {s!r} must have a static shape after the "
+                             f"batch axis (1 or dynamic), got {inputs[s].shape}")
     return ModelInfo(
         path=path, name=meta["model_name"], version=meta["model_version"], sample_rate=sr,
         hop=hop, feature=feature, context=_int(meta, "context", path, 0, 1_000_000),
@@ -216,8 +223,13 @@ class ModelRunner:
         inputs = {i.name: _Spec(i.shape) for i in self.session.get_inputs()}
         outputs = {o.name: _Spec(o.shape) for o in self.session.get_outputs()}
         self.info = read_contract(dict(meta), str(path), inputs, outputs)
-        self._state_shapes = {s: tuple(inputs[s].shape) for s in self.info.state_names}
+        self._state_shapes = {s: (1, *inputs[s].shape[1:]) for s in self.info.state_names}
         self._out_names = ["channels"] + [f"{s}_out" for s in self.info.state_names]
+        #: the graph declares a dynamic batch axis: ``run_batch`` steps several runners at once
+        self.supports_batch = all(
+            not isinstance(inputs[n].shape[0], int)
+            for n in ("features", *self.info.state_names)) and not isinstance(
+            outputs["channels"].shape[0], int)
         self.reset()
 
     def reset(self) -> None:
@@ -233,6 +245,40 @@ class ModelRunner:
         for s, v in zip(self.info.state_names, outs[1:]):
             self.state[s] = v
         return outs[0][0]
+
+    def can_batch_with(self, other: ModelRunner) -> bool:
+        """Whether ``run_batch`` may step this runner and ``other`` in one call."""
+        return self.supports_batch and other.session is self.session
+
+    @staticmethod
+    def run_batch(runners: Sequence[ModelRunner], features: Sequence[np.ndarray]
+                  ) -> list[np.ndarray]:
+        """Step several runners of the same model over the same number of model frames T in
+        one call (batch axis = runner); returns each runner's outputs (T, len(channels)) and
+        advances each one's state, exactly as ``runner.run(f)`` one by one would. All states
+        advance together only if the call succeeds. One runner, or a model without a dynamic
+        batch axis, steps one by one."""
+        if len(runners) != len(features):
+            raise ValueError("run_batch needs one feature block per runner")
+        if len(runners) <= 1 or not runners[0].supports_batch:
+            return [r.run(f) for r, f in zip(runners, features)]
+        first = runners[0]
+        T = len(features[0])
+        if any(not first.can_batch_with(r) for r in runners[1:]) \
+                or any(len(f) != T for f in features):
+            raise ValueError("run_batch needs runners of one batchable model and feature "
+                             "blocks of equal length")
+        if T == 0:
+            return [r.run(f) for r, f in zip(runners, features)]
+        feed = {"features": np.ascontiguousarray(np.stack(features), dtype=np.float32)}
+        for s in first.info.state_names:
+            feed[s] = np.concatenate([r.state[s] for r in runners])
+        outs = first.session.run(first._out_names, feed)
+        for s, v in zip(first.info.state_names, outs[1:]):
+            for i, r in enumerate(runners):
+                r.state[s] = v[i:i + 1]
+        y = outs[0]
+        return [y[i] for i in range(len(runners))]
 
 
 def model_info(model: str | os.PathLike = DEFAULT_MODEL) -> ModelInfo:

@@ -9,11 +9,16 @@ Threads
   and frames. Sends never block: the frame socket is an XPUB whose per-subscriber queues
   (SNDHWM) drop for slow or dead subscribers, and the control socket sends with NOBLOCK.
 * with ``workers=0`` (the default) the I/O thread also runs the engine for pushes and closes,
-  inline: no thread hand-off, so the lowest latency (measured on 2 dedicated cores, 50
-  real-time 60 fps streams in 20 ms chunks: push to frame received p50 ~1 ms, p99 ~4.5 ms,
-  0.9 core). Opens (which may load and warm up a model) and chunks longer than
-  ``INLINE_MAX_SECONDS`` run on one background thread, so they never stall other sessions;
-  a session's later requests follow its queued ones there, in order.
+  inline: no thread hand-off, so the lowest latency. The pushes that arrive in one poll
+  iteration run in phases (features for each session, one batched model call per group of
+  sessions with the same model and frame count, then post-stages and encoding), which keeps
+  the model's weights in cache and amortises the ONNX call; frames are bitwise those of
+  running each push alone. Measured on a 2-core VM with the load generator on the same cores,
+  50 real-time 60 fps streams in 20 ms chunks (expressive layer on): push to frame received
+  p50 ~1.3-2 ms, p99 ~12-24 ms, about one core (``docs/benchmarks.md``). Opens (which may load
+  and warm up a model) and chunks longer than ``INLINE_MAX_SECONDS`` run on one background
+  thread, so they never stall other sessions; a session's later requests follow its queued
+  ones there, in order.
 * with ``workers=N`` **engine threads** run the engine (open, push, flush) and encode frames.
   A session's jobs run in order, one at a time; different sessions run in parallel. This only
   pays off for models whose ONNX inference (which releases the GIL) dominates the engine's
@@ -63,6 +68,9 @@ log = logging.getLogger("facecast.server")
 #: With workers=0, chunks longer than this (seconds of audio) are processed off the I/O thread
 #: so that one client's long chunk cannot stall every other session.
 INLINE_MAX_SECONDS = 0.25
+
+#: With workers=0, at most this many inline pushes are gathered into one phased run.
+MAX_PUSH_BATCH = 64
 
 
 class ServerError(ValueError):
@@ -221,6 +229,9 @@ class Server:
         self._dirty: collections.deque[_Live] = collections.deque()
         self._replies: collections.deque[tuple[list[bytes], bytes]] = collections.deque()
         self._ready: queue.SimpleQueue = queue.SimpleQueue()
+        # inline pushes gathered by the I/O thread, run together by _run_pushes
+        self._pushes: list[tuple[_Live, tuple]] = []
+        self._pushing: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._io_thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -415,9 +426,11 @@ class Server:
 
     def _submit(self, owner: _Live, job: tuple) -> None:
         """Queue a job on ``owner``'s ordered job queue. With workers=0, pushes and closes run
-        here and now (in the I/O thread); opens (which may load a model), chunks longer than
-        INLINE_MAX_SECONDS and whatever a session sends behind them go to the one background
-        thread, in order."""
+        in the I/O thread: a push is gathered with the other sessions' pushes that arrive in
+        the same poll iteration (``_run_pushes`` runs them together, before anything else is
+        handled), closes and options run here and now. Opens (which may load a model), chunks
+        longer than INLINE_MAX_SECONDS and whatever a session sends behind them go to the one
+        background thread, in order."""
         if self.workers == 0 and job[0] != "open":
             # inline unless this session already has work queued (order) or the chunk is long
             # enough to stall every other session (it goes to the background thread instead)
@@ -425,8 +438,18 @@ class Server:
             with owner.lock:
                 busy = owner.scheduled
             if not busy and not big:
+                if job[0] == "push" and owner.id not in self._pushing \
+                        and hasattr(owner.engine, "prepare_push") and owner.state != "closed":
+                    # gathered: the I/O loop runs these pushes together (_run_pushes)
+                    self._pushes.append((owner, job))
+                    self._pushing.add(owner.id)
+                    if len(self._pushes) >= MAX_PUSH_BATCH:
+                        self._run_pushes()
+                    return
+                self._run_pushes()  # whatever was gathered goes first: order is kept
                 self._run_job(owner, job)
                 return
+        self._run_pushes()
         with owner.lock:
             owner.jobs.append(job)
             if owner.scheduled:
@@ -565,6 +588,52 @@ class Server:
             self._engine_error(live, env, req, e)
             return
         self._push_timing.append((t_start - t_req, time.monotonic() - t_start))
+        self._push_done(live, env, req, audio, t_req, batch)
+
+    def _run_pushes(self) -> None:
+        """Run the inline pushes gathered by the I/O thread (at most one per session) in
+        phases: every session's features (``prepare_push``), the model steps batched across
+        sessions of one model with equal frame counts (``run_model_steps``), then each
+        session's frames (``finish_push``), encoding and reply in arrival order. Frames and
+        replies are exactly those of running the pushes one by one; an error stays with its
+        session."""
+        if not self._pushes:
+            return
+        from .engine import run_model_steps
+
+        pushes, self._pushes = self._pushes, []
+        self._pushing.clear()
+        staged: list[tuple[Any, BaseException | None, float, float]] = []
+        for live, job in pushes:
+            t_start = time.monotonic()
+            try:
+                prepared, err = live.engine.prepare_push(job[3]), None
+            except Exception as e:
+                prepared, err = None, e
+            staged.append((prepared, err, t_start, time.monotonic() - t_start))
+        t0 = time.monotonic()
+        run_model_steps([p for p, _, _, _ in staged if p is not None])
+        model_share = (time.monotonic() - t0) / len(pushes)
+        for (live, job), (prepared, err, t_start, t_prep) in zip(pushes, staged):
+            _, env, req, audio, t_req = job
+            t1 = time.monotonic()
+            try:
+                if err is not None:
+                    raise err
+                batch = live.engine.finish_push(prepared)
+            except Exception as e:
+                self._engine_error(live, env, req, e)
+                continue
+            self._push_timing.append(
+                (t_start - t_req, t_prep + model_share + time.monotonic() - t1))
+            try:
+                self._push_done(live, env, req, audio, t_req, batch)
+            except Exception as e:  # as in _handle: a bug answers this request only
+                log.error("request failed:\n%s", traceback.format_exc())
+                self._reply(env, error_reply(req, "internal", f"{type(e).__name__}: {e}"))
+
+    def _push_done(self, live: _Live, env: list[bytes], req: dict, audio: np.ndarray,
+                   t_req: float, batch: Any) -> None:
         n = len(batch)
         live.chunks += 1
         live.samples += len(audio)
@@ -674,6 +743,7 @@ class Server:
                         self._handle(parts)
                         if self._dirty or self._replies:
                             self._flush_out()
+                    self._run_pushes()
                 if pub in events:
                     self._read_subscriptions()
                 if wake in events:
@@ -691,6 +761,7 @@ class Server:
             log.error("I/O loop failed:\n%s", traceback.format_exc())
         finally:
             try:
+                self._run_pushes()
                 self._flush_out()
             except Exception:
                 pass
@@ -785,6 +856,7 @@ class Server:
             return  # cannot happen on a ROUTER; nothing to answer to
         env = parts[:-1]
         if len(env) > 3:  # identity + at most an empty delimiter and one extra frame
+            self._run_pushes()
             self._reply(env[:1], error_reply(None, "bad_message",
                                              f"{len(parts) - 1} message frames; a request is "
                                              "one frame (optionally after an empty frame)"))
@@ -792,12 +864,17 @@ class Server:
         req: dict | None = None
         try:
             req = decode_request(parts[-1], self.max_message_bytes)
+            if req["type"] != "push":
+                # gathered pushes run first, so every reply leaves in request order
+                self._run_pushes()
             self._dispatch(env, req, time.monotonic())
         except ProtocolError as e:
+            self._run_pushes()
             self._reply(env, error_reply(req, e.code, e.message,
                                          protocol=PROTOCOL_VERSION))
         except Exception as e:  # a bug must never take the server down
             log.error("request failed:\n%s", traceback.format_exc())
+            self._run_pushes()
             self._reply(env, error_reply(req, "internal", f"{type(e).__name__}: {e}"))
 
     def _session_of(self, req: dict) -> _Live:

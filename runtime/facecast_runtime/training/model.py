@@ -6,7 +6,9 @@ Causal means output step m sees model frames <= m only. Lookahead is a fixed out
 L model frames: step m is trained to describe frame m - L, so each output has L frames of future.
 
 Streaming state is explicit: each convolution keeps the last (kernel-1)*dilation input columns.
-The exported graph takes them as inputs ``state_<i>`` and returns ``state_<i>_out``.
+The exported graph takes them as inputs ``state_<i>`` and returns ``state_<i>_out``. The batch
+axis (dimension 0 of every input and output) is dynamic, so a server can step many streams in
+one call; each batch row is computed exactly as it would be alone.
 """
 from __future__ import annotations
 
@@ -87,7 +89,8 @@ class _ExportWrapper(nn.Module):
 
 
 def export_onnx(net: FaceNet, path: str, metadata: dict[str, str]) -> None:
-    """Export with dynamic time axis and explicit states; writes the contract metadata."""
+    """Export with dynamic batch and time axes and explicit states; writes the contract
+    metadata (``metadata`` in its order, values as strings)."""
     import onnx
 
     net = net.eval()
@@ -97,11 +100,12 @@ def export_onnx(net: FaceNet, path: str, metadata: dict[str, str]) -> None:
     states = net.zero_state(1)
     in_names = ["features"] + [f"state_{i}" for i in range(n)]
     out_names = ["channels"] + [f"state_{i}_out" for i in range(n)]
+    dynamic = {"features": {0: "batch", 1: "T"}, "channels": {0: "batch", 1: "T"}}
+    dynamic.update({name: {0: "batch"} for name in in_names[1:] + out_names[1:]})
     with torch.no_grad():
         torch.onnx.export(
             wrapper, (feats, *states), path, input_names=in_names, output_names=out_names,
-            dynamic_axes={"features": {1: "T"}, "channels": {1: "T"}}, opset_version=17,
-            dynamo=False,
+            dynamic_axes=dynamic, opset_version=17, dynamo=False,
         )
     model = onnx.load(path)
     del model.metadata_props[:]
