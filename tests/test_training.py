@@ -78,3 +78,18 @@ def test_reexport_of_a_fresh_training_is_exact(tmp_path):
     assert list(onnx_metadata(out).items()) == list(onnx_metadata(first).items())
     assert compare_outputs(first, out, seconds=2.0) == 0
     assert ModelRunner(str(out)).supports_batch and ModelRunner(str(first)).supports_batch
+
+
+def test_reexport_refuses_to_replace_a_different_model(tmp_path):
+    from facecast_runtime.training.export import main as export_main
+    from facecast_runtime.training.export import reexport
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    train(_cfg(tmp_path, ["train.steps=4"]), a, "a", sink=lambda m: None)
+    train(_cfg(tmp_path, ["train.steps=4", "seed=1"]), b, "b", sink=lambda m: None)
+    before = b.read_bytes()
+    with pytest.raises(ValueError, match="re-export differs from the existing file"):
+        reexport(a.with_suffix(".pt"), b)
+    assert b.read_bytes() == before, "the existing model must be left as it was"
+    assert export_main([str(a.with_suffix(".pt")), "-o", str(b)]) == 1
+    assert b.read_bytes() == before

@@ -65,7 +65,8 @@ def compare_outputs(old: str | os.PathLike, new: str | os.PathLike, seconds: flo
 
 def reexport(ckpt: str | os.PathLike, out: str | os.PathLike,
              metadata_from: str | os.PathLike | None = None, check: bool = True) -> dict:
-    """Export ``ckpt`` to ``out`` (atomically). Returns {"bytes", "diff" (None if unchecked)}."""
+    """Export ``ckpt`` to ``out`` (atomically). Returns {"bytes", "diff" (None if unchecked)};
+    a ValueError when the check finds a difference (``out`` is then left as it was)."""
     from .model import export_onnx
 
     out = Path(out)
@@ -78,7 +79,7 @@ def reexport(ckpt: str | os.PathLike, out: str | os.PathLike,
     if check and out.exists():
         diff = compare_outputs(out, tmp)
         if diff:
-            raise SystemExit(f"{out}: re-export differs from the existing file in {diff} "
+            raise ValueError(f"{out}: re-export differs from the existing file in {diff} "
                              f"values; not replaced (kept at {tmp})")
     os.replace(tmp, out)
     return {"bytes": out.stat().st_size, "diff": diff}
@@ -100,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--out takes one checkpoint")
     for ckpt in args.checkpoint:
         out = args.out or ckpt.with_suffix(".onnx")
-        res = reexport(ckpt, out, args.metadata_from, check=not args.no_check)
+        try:
+            res = reexport(ckpt, out, args.metadata_from, check=not args.no_check)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         same = "" if res["diff"] is None else ", outputs bitwise identical to the old file"
         print(f"{out}: {res['bytes'] / 1e6:.2f} MB{same}")
     return 0

@@ -270,10 +270,6 @@ def _penalty(d, kind: str):
     return d.abs() if kind == "l1" else d * d
 
 
-def _no_augment(x, sr, rng):
-    return x
-
-
 def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> dict:
     import torch
 
@@ -289,10 +285,9 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
     feat = LogMelConfig(**cfg.get("feature", {}))
     out_names = list(cfg["model"].get("outputs", MOUTH_CHANNELS))
     L = int(cfg["lookahead_frames"])
-    try:
-        from .augment import augment as augment_fn
-    except ImportError:  # augmentation module missing: train clean
-        augment_fn = _no_augment
+    from .augment import SPECTRAL_DEFAULTS, spectral_augment
+    from .augment import augment as augment_fn
+
     n_aug = int(cfg["data"].get("augment_copies", 1))
     t0 = time.time()
     items = facegood_items(cfg, feat, out_names, rng, list(cfg["data"]["facegood_clips"]),
@@ -343,8 +338,6 @@ def train(cfg: dict, out_path: Path, name: str, sink: Sink = _stderr_sink) -> di
         o_w = 0.0
     o_idx = [out_names.index(c) for c in o_parts if c in out_names]
     o_coef = torch.tensor([o_parts[out_names[i]] for i in o_idx], device=dev)
-    from .augment import SPECTRAL_DEFAULTS, spectral_augment
-
     spec_opts = {**SPECTRAL_DEFAULTS, **tr.get("spectral", {})}
     spec_p = float(spec_opts["p"])
     t0 = time.time()
