@@ -47,7 +47,10 @@ bench: setup
 
 train: setup-dev sysdeps
 	$(PY) -m facecast_runtime.training.tts --out work_data/tts --minutes 60 --seed 0
-	$(PY) -m facecast_runtime.training.train --config runtime/facecast_runtime/training/configs/default.toml
+	# both shipped models, side by side with one thread each, exactly as they were made
+	$(PY) -m facecast_runtime.training.train --set train.threads=1 & pid=$$!; \
+	$(PY) -m facecast_runtime.training.train --set train.threads=1 --set lookahead_frames=5 \
+		--name la120 && wait $$pid
 
 clean:
 	rm -rf $(VENV) facecast_demo_out .pytest_cache
